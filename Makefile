@@ -1,0 +1,17 @@
+# aerie: the two quick-start commands. See README.md.
+.PHONY: run test bench build
+
+# Bootstrap, build, and run router + detector on the embedded defaults (Ctrl-C stops both).
+run:
+	scripts/run
+
+# Bootstrap, then fmt check, clippy -D warnings, and every test (root-only eBPF tests included).
+test:
+	scripts/test
+
+build:
+	scripts/bootstrap
+	cargo build --release --bins
+
+bench:
+	scripts/bench

@@ -1,0 +1,1 @@
+//! Falco-compatible rule language: load Falco rule files unmodified, compile and evaluate them.
