@@ -1,0 +1,1 @@
+//! Durable on-disk queue with per-consumer cursors and group commit.
