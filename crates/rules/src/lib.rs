@@ -1,1 +1,55 @@
 //! Falco-compatible rule language: load Falco rule files unmodified, compile and evaluate them.
+//!
+//! # What an event source implements
+//!
+//! The engine knows no field by itself. Each event source has a [`FieldRegistry`]
+//! ([`syscall_fields`], [`k8s_audit_fields`]) and its events implement [`Event`]:
+//!
+//! - [`Event::source`] names the source; only that source's rules are evaluated.
+//! - [`Event::event_type`] (`"openat"`, `"execve"`) selects the rules indexed under that type.
+//! - [`Event::extract`] is called with a compiled [`FieldRef`]: the field's [`FieldId`] (its
+//!   index in the registry, so an extractor can dispatch through a table built once), its
+//!   static [`FieldInfo`], and its argument ([`FieldArg::Index`] for `proc.aname[2]`,
+//!   [`FieldArg::Key`] for `evt.arg.flags` or `jevt.value[/a/b]`). It calls `out` once per
+//!   value and returns `true`, or returns `false` when the field cannot be extracted.
+//!   Values ([`Value`]) are borrowed only for the call: no allocation is needed.
+//!
+//! ```
+//! use aerie_rules::{Event, FieldArg, FieldId, FieldRef, Value, syscall_fields};
+//!
+//! struct OpenEvent<'a> { comm: &'a str, path: &'a str, pid: i64 }
+//!
+//! impl Event for OpenEvent<'_> {
+//!     fn source(&self) -> &str { "syscall" }
+//!     fn event_type(&self) -> Option<&str> { Some("openat") }
+//!     fn extract(&self, field: &FieldRef<'_>, out: &mut dyn FnMut(Value<'_>)) -> bool {
+//!         // A real extractor maps field.id through a table built from syscall_fields().
+//!         match (field.name(), field.arg) {
+//!             ("proc.name", FieldArg::None) => out(Value::Str(self.comm)),
+//!             ("fd.name", FieldArg::None) => out(Value::Str(self.path)),
+//!             ("proc.pid", FieldArg::None) => out(Value::Int(self.pid)),
+//!             _ => return false, // not extractable: comparisons with it are false
+//!         }
+//!         true
+//!     }
+//! }
+//!
+//! let (id, info) = syscall_fields().get("fd.name").unwrap();
+//! let ev = OpenEvent { comm: "cat", path: "/etc/shadow", pid: 7 };
+//! let mut seen = None;
+//! assert!(ev.extract(&FieldRef { id, info, arg: FieldArg::None }, &mut |v| seen = Some(v.to_string())));
+//! assert_eq!(seen.as_deref(), Some("/etc/shadow"));
+//! ```
+//!
+//! [`JsonEvent`] is a map-backed implementation for `replay`, `test-rules` and tests.
+
+mod event;
+pub mod fields;
+mod value;
+
+pub use event::{Event, JsonEvent, JsonEventError};
+pub use fields::{
+    ArgKind, FieldArg, FieldError, FieldId, FieldInfo, FieldRef, FieldRegistry, FieldType,
+    builtin_registries, k8s_audit_fields, syscall_fields,
+};
+pub use value::{IpNet, Value};
