@@ -1,0 +1,345 @@
+//! `config/detector.yaml`: the detector's settings, with defaults that work without secrets and
+//! `AERIE_DETECTOR__SECTION__KEY` environment overrides.
+
+mod output_spec;
+
+pub use output_spec::{OutputSpec, ParseOutputError};
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Prefix of environment overrides: `AERIE_DETECTOR__METRICS__LISTEN=127.0.0.1:9000`.
+pub const ENV_PREFIX: &str = "AERIE_DETECTOR";
+
+/// Everything `aerie-detector run` needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// Rule files, loaded in order (later files may append to or override earlier ones).
+    pub rules: Vec<PathBuf>,
+    /// Where alerts go: `stdout`, `file:PATH` or `http(s)://HOST:PORT/PATH`.
+    pub outputs: Vec<OutputSpec>,
+    /// Host name written in alerts; empty means the kernel's host name.
+    pub hostname: String,
+    /// Lowest priority that produces an alert (Falco's `priority`).
+    pub min_priority: aerie_alert::Priority,
+    pub capture: CaptureConfig,
+    pub state: StateConfig,
+    pub http_output: HttpOutputConfig,
+    pub metrics: MetricsConfig,
+    pub drops: DropAlertConfig,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            rules: vec![PathBuf::from("config/rules/aerie_rules.yaml")],
+            outputs: vec![
+                OutputSpec::Stdout,
+                OutputSpec::File(PathBuf::from("run/alerts.jsonl")),
+                OutputSpec::Http("http://127.0.0.1:2801/".to_owned()),
+            ],
+            hostname: String::new(),
+            min_priority: aerie_alert::Priority::Debug,
+            capture: CaptureConfig::default(),
+            state: StateConfig::default(),
+            http_output: HttpOutputConfig::default(),
+            metrics: MetricsConfig::default(),
+            drops: DropAlertConfig::default(),
+        }
+    }
+}
+
+/// Kernel-side transport sizes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    /// Size of each BPF ring buffer in bytes (a power of two, a multiple of the page size).
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            ring_buffer_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Memory bounds of the process and fd tables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Most processes tracked at once; exited ones are evicted first, then the oldest.
+    pub max_processes: usize,
+    /// Most open descriptors remembered per process.
+    pub max_fds_per_process: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            max_processes: 131_072,
+            max_fds_per_process: 4096,
+        }
+    }
+}
+
+/// Falco `http_output` plus aerie's retry queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpOutputConfig {
+    /// Per-request timeout.
+    pub timeout_ms: u64,
+    /// Alerts held in memory while the receiver is unreachable, before spilling to disk.
+    pub queue_capacity: usize,
+    /// Directory of the on-disk spill file.
+    pub spill_dir: PathBuf,
+    /// Most bytes kept on disk; alerts beyond are dropped and counted.
+    pub spill_max_bytes: u64,
+    /// First retry delay; doubles up to `max_backoff_ms`.
+    pub min_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for HttpOutputConfig {
+    fn default() -> Self {
+        HttpOutputConfig {
+            timeout_ms: 5_000,
+            queue_capacity: 10_000,
+            spill_dir: PathBuf::from("run/spool"),
+            spill_max_bytes: 256 << 20,
+            min_backoff_ms: 100,
+            max_backoff_ms: 30_000,
+        }
+    }
+}
+
+/// `/healthz` and Prometheus `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// Listen address; must be loopback unless you put a proxy in front.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8765)),
+        }
+    }
+}
+
+/// Falco's "syscall event drop" internal alert.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DropAlertConfig {
+    /// Raise the alert when the share of dropped events in one check window exceeds this.
+    pub threshold_ratio: f64,
+    /// Length of one check window.
+    pub window_ms: u64,
+    /// At most one alert per this many milliseconds.
+    pub min_interval_ms: u64,
+}
+
+impl Default for DropAlertConfig {
+    fn default() -> Self {
+        DropAlertConfig {
+            threshold_ratio: 0.001,
+            window_ms: 1_000,
+            min_interval_ms: 30_000,
+        }
+    }
+}
+
+/// The configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading configuration {path}: {source}")]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: config::ConfigError,
+    },
+    #[error("configuration {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl DetectorConfig {
+    /// Read `path` (YAML) over the built-in defaults, then apply `AERIE_DETECTOR__…` overrides.
+    /// A missing file is an error only when `required`.
+    pub fn load(path: &Path, required: bool) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, required, std::env::vars())
+    }
+
+    /// As [`DetectorConfig::load`], with the environment given explicitly (tests).
+    pub fn load_with_env(
+        path: &Path,
+        required: bool,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env_source = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("rules")
+            .with_list_parse_key("outputs")
+            .try_parsing(true)
+            .source(Some(env.into_iter().collect()));
+        let built = config::Config::builder()
+            .add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Yaml)
+                    .required(required),
+            )
+            .add_source(env_source)
+            .build()
+            .map_err(|source| ConfigError::Load {
+                path: path.to_owned(),
+                source,
+            })?;
+        let cfg: DetectorConfig = built
+            .try_deserialize()
+            .map_err(|source| ConfigError::Load {
+                path: path.to_owned(),
+                source,
+            })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let rb = self.capture.ring_buffer_bytes;
+        if !rb.is_power_of_two() || rb < 4096 {
+            return Err(format!(
+                "capture.ring_buffer_bytes = {rb}: must be a power of two of at least 4096"
+            ));
+        }
+        if self.state.max_processes == 0 {
+            return Err("state.max_processes must be at least 1".into());
+        }
+        if self.http_output.queue_capacity == 0 {
+            return Err("http_output.queue_capacity must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.drops.threshold_ratio) {
+            return Err(format!(
+                "drops.threshold_ratio = {}: must be between 0 and 1",
+                self.drops.threshold_ratio
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("detector.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("aerie-cfg-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn missing_optional_file_gives_defaults() {
+        let cfg =
+            DetectorConfig::load_with_env(Path::new("/nonexistent/x.yaml"), false, []).unwrap();
+        assert_eq!(
+            cfg.rules,
+            vec![PathBuf::from("config/rules/aerie_rules.yaml")]
+        );
+        assert_eq!(cfg.outputs.len(), 3);
+        assert_eq!(cfg.metrics.listen.port(), 8765);
+    }
+
+    #[test]
+    fn missing_required_file_names_the_path() {
+        let err = DetectorConfig::load_with_env(Path::new("/nonexistent/x.yaml"), true, [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/x.yaml"), "{err}");
+    }
+
+    #[test]
+    fn file_values_and_env_overrides_apply() {
+        let d = tmpdir("env");
+        let p = write(
+            &d,
+            "rules: [a.yaml, b.yaml]\noutputs: [stdout, 'file:/tmp/x.jsonl']\nmetrics:\n  listen: 127.0.0.1:9100\n",
+        );
+        let cfg = DetectorConfig::load_with_env(
+            &p,
+            true,
+            [
+                (
+                    "AERIE_DETECTOR__METRICS__LISTEN".into(),
+                    "127.0.0.1:9200".into(),
+                ),
+                (
+                    "AERIE_DETECTOR__OUTPUTS".into(),
+                    "stdout,http://127.0.0.1:1/".into(),
+                ),
+                ("UNRELATED".into(), "1".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.rules,
+            vec![PathBuf::from("a.yaml"), PathBuf::from("b.yaml")]
+        );
+        assert_eq!(cfg.metrics.listen.port(), 9200);
+        assert_eq!(
+            cfg.outputs,
+            vec![
+                OutputSpec::Stdout,
+                OutputSpec::Http("http://127.0.0.1:1/".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_the_key() {
+        let d = tmpdir("bad");
+        let p = write(&d, "outputs: [carrier-pigeon]\n");
+        let err = DetectorConfig::load_with_env(&p, true, [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("carrier-pigeon"), "{err}");
+
+        let p = write(&d, "capture:\n  ring_buffer_bytes: 1000\n");
+        let err = DetectorConfig::load_with_env(&p, true, [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ring_buffer_bytes"), "{err}");
+
+        let p = write(&d, "metrcs: {}\n");
+        let err = DetectorConfig::load_with_env(&p, true, [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metrcs"), "{err}");
+    }
+
+    #[test]
+    fn shipped_config_parses() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/detector.yaml");
+        let cfg = DetectorConfig::load_with_env(&p, true, []).unwrap();
+        assert!(cfg.rules.iter().any(|r| r.ends_with("aerie_rules.yaml")));
+        assert!(cfg.outputs.contains(&OutputSpec::Stdout));
+        assert!(cfg.metrics.listen.ip().is_loopback());
+    }
+}

@@ -1,0 +1,7 @@
+//! aerie-detector: eBPF syscall capture, process/fd/container state, Falco-compatible rule
+//! evaluation and alert outputs.
+
+pub mod config;
+pub mod metrics;
+pub mod output;
+pub mod run;

@@ -1,0 +1,3 @@
+//! `aerie-detector run`: capture → state → rules → outputs.
+
+pub mod privileges;
