@@ -5,3 +5,4 @@ pub mod config;
 pub mod metrics;
 pub mod output;
 pub mod run;
+pub mod state;

@@ -1,0 +1,136 @@
+//! Container id from a cgroup path, the way Falco's container engines recognise them.
+//!
+//! Handled forms (the id is 64 hex digits; Falco reports the first 12):
+//! - docker, cgroupfs driver: `/docker/<id>`
+//! - docker, systemd driver: `/system.slice/docker-<id>.scope`
+//! - containerd / CRI, cgroupfs: `/kubepods/burstable/pod<uid>/<id>`
+//! - containerd / CRI, systemd: `.../kubepods-besteffort-pod<uid>.slice/cri-containerd-<id>.scope`
+//! - CRI-O: `.../crio-<id>.scope` (but not `crio-conmon-<id>.scope`, the monitor process)
+//! - podman: `/machine.slice/libpod-<id>.scope`, rootless `.../libpod-<id>.scope/container`
+//!   (but not `libpod-conmon-<id>.scope`)
+//! - plain containerd (nerdctl, ctr): `/<namespace>/<id>`, `nerdctl-<id>.scope`
+
+/// Length of the short id Falco reports in `container.id`.
+pub const SHORT_ID_LEN: usize = 12;
+
+/// The id Falco uses for processes that are not in a container.
+pub const HOST_ID: &str = "host";
+
+/// Prefixes runtimes put before the id in a systemd scope name.
+const SCOPE_PREFIXES: [&str; 6] = [
+    "docker-",
+    "cri-containerd-",
+    "crio-",
+    "libpod-",
+    "nerdctl-",
+    "containerd-",
+];
+
+/// The 12-character container id in a cgroup path, or `None` for a host process.
+/// Accepts one path (`/kubepods/...`) or a whole `/proc/PID/cgroup` text.
+pub fn container_id_from_cgroup(cgroup: &str) -> Option<&str> {
+    // `/proc/PID/cgroup` lines are `hierarchy:controllers:path`; a bare path has no colon
+    // before its first slash.
+    for line in cgroup.lines() {
+        let path = match line.find('/') {
+            Some(i) => &line[i..],
+            None => continue,
+        };
+        if let Some(id) = id_in_path(path) {
+            return Some(id);
+        }
+    }
+    None
+}
+
+/// The container id in leaf-first path components (as the kernel walk reports them).
+pub fn container_id_from_components<'a>(
+    leaf_first: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    leaf_first.into_iter().find_map(id_in_component)
+}
+
+fn id_in_path(path: &str) -> Option<&str> {
+    // The innermost container wins: scan from the leaf.
+    path.rsplit('/').find_map(id_in_component)
+}
+
+fn id_in_component(c: &str) -> Option<&str> {
+    let c = c.strip_suffix(".scope").unwrap_or(c);
+    if c.contains("-conmon-") {
+        return None;
+    }
+    let id = SCOPE_PREFIXES
+        .iter()
+        .find_map(|p| c.strip_prefix(p))
+        .unwrap_or(c);
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Some(&id[..SHORT_ID_LEN])
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "3f2a9c1b7d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
+
+    #[test]
+    fn recognises_each_runtime_form() {
+        let cases = [
+            format!("/docker/{ID}"),
+            format!("0::/system.slice/docker-{ID}.scope"),
+            format!("/kubepods/burstable/pod0f1e2d3c-aaaa-bbbb-cccc-0123456789ab/{ID}"),
+            format!(
+                "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0f1e2d3c_aaaa_bbbb_cccc_0123456789ab.slice/cri-containerd-{ID}.scope"
+            ),
+            format!(
+                "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podx.slice/crio-{ID}.scope"
+            ),
+            format!("0::/machine.slice/libpod-{ID}.scope"),
+            format!(
+                "0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container"
+            ),
+            format!("0::/default/{ID}"),
+            format!("12:pids:/docker/{ID}\n11:cpu,cpuacct:/docker/{ID}\n0::/"),
+        ];
+        for c in &cases {
+            assert_eq!(container_id_from_cgroup(c), Some(&ID[..12]), "{c}");
+        }
+    }
+
+    #[test]
+    fn host_and_monitor_processes_have_no_container() {
+        let cases = [
+            "0::/init.scope".to_owned(),
+            "0::/user.slice/user-0.slice/session-3.scope".to_owned(),
+            "0::/system.slice/containerd.service".to_owned(),
+            format!("0::/machine.slice/libpod-conmon-{ID}.scope"),
+            format!("0::/kubepods.slice/crio-conmon-{ID}.scope"),
+            // 63 hex digits is not an id.
+            format!("/docker/{}", &ID[..63]),
+            "0::/".to_owned(),
+            String::new(),
+        ];
+        for c in &cases {
+            assert_eq!(container_id_from_cgroup(c), None, "{c}");
+        }
+    }
+
+    #[test]
+    fn components_are_read_leaf_first() {
+        let scope = format!("cri-containerd-{ID}.scope");
+        let comps = [
+            scope.as_str(),
+            "kubepods-besteffort.slice",
+            "kubepods.slice",
+        ];
+        assert_eq!(container_id_from_components(comps), Some(&ID[..12]));
+        assert_eq!(
+            container_id_from_components(["session-1.scope", "user.slice"]),
+            None
+        );
+    }
+}
