@@ -34,15 +34,14 @@ fn run(inner: &Inner) {
             *nudged = false;
         }
         let stopping = inner.shutdown.load(Ordering::Acquire);
+        inner.reclaim_segments();
         if let Err(e) = inner.persist_cursors()
             && last_error_log.is_none_or(|t| t.elapsed() >= ERROR_LOG_EVERY)
         {
-            // Acks stay in memory and are retried; reclaim below still frees
-            // space (deleting acked records is safe whatever the cursor file says).
+            // Acks stay in memory and are retried next round.
             tracing::warn!(error = %e, "cannot persist spool cursors; retrying");
             last_error_log = Some(Instant::now());
         }
-        inner.reclaim_segments();
         if stopping {
             return;
         }

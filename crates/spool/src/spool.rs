@@ -388,10 +388,7 @@ impl Spool {
     /// Queue one record now; the future resolves to its sequence number once
     /// durable. Never blocks the executor: the caller only takes a short lock
     /// to copy the payload into the pending group.
-    pub fn append_async(
-        &self,
-        payload: &[u8],
-    ) -> impl Future<Output = Result<u64>> + Send + 'static {
+    pub fn append_async(&self, payload: &[u8]) -> impl Future<Output = Result<u64>> + Send + use<> {
         let fut = self.append_batch_async(&[payload]);
         async move { fut.await.map(|r| r.start) }
     }
@@ -492,9 +489,10 @@ impl Spool {
     /// Runs in the background every `cursor_sync_interval` and when an append
     /// hits the limit; call it to free space immediately. Returns bytes freed.
     pub fn reclaim(&self) -> Result<u64> {
-        let persisted = self.inner().persist_cursors();
+        // Segments first: deleting acked records is safe whatever the cursor
+        // files say, and frees the space a cursor write on a full disk needs.
         let freed = self.inner().reclaim_segments();
-        persisted.map(|()| freed)
+        self.inner().persist_cursors().map(|()| freed)
     }
 
     /// Directory this spool lives in.
