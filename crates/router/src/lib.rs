@@ -1,0 +1,21 @@
+//! aerie-router: a Falco `http_output` / falcosidekick drop-in that routes alerts to outputs
+//! with dedup, rate limits and handlebars templates.
+//!
+//! The pipeline per alert is: ingest ([`ingest`]) → route ([`routing`]) → accept into the
+//! per-output queue ([`queue`], the seam where a durable queue plugs in) → 2xx; then, in each
+//! output's own worker ([`worker`]): dedup ([`dedup`]) → rate limit ([`ratelimit`]) → render
+//! ([`render`]) → deliver ([`outputs`]).
+
+pub mod config;
+pub mod dedup;
+pub mod duration;
+pub mod ingest;
+pub mod metrics;
+pub mod outputs;
+pub mod queue;
+pub mod ratelimit;
+pub mod render;
+pub mod routes_test;
+pub mod routing;
+pub mod server;
+pub mod worker;

@@ -1,0 +1,445 @@
+//! Handlebars templates: loaded from `templates_dir` at start (and on SIGHUP), one registry per
+//! output so each gets the escaping its target needs:
+//! - JSON targets (PagerDuty, webhook, file, stdout): `{{value}}` is escaped for a JSON string;
+//! - Slack: additionally mrkdwn-escaped (`&`, `<`, `>`), so alert text can never form
+//!   `<!channel>`, `<@U123>` or `<http://…|link>`.
+//!
+//! `{{{value}}}` (triple braces) writes raw text: use it only with the `json` helper.
+
+use std::path::Path;
+
+use aerie_alert::{Alert, Priority, Timestamp};
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
+    ScopedJson, handlebars_helper,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::{Config, OutputKind};
+
+/// Templates shipped in the binary: used when `templates_dir` has no file of that name.
+pub const EMBEDDED: [(&str, &str); 5] = [
+    ("slack.hbs", include_str!("../../../templates/slack.hbs")),
+    (
+        "pagerduty.hbs",
+        include_str!("../../../templates/pagerduty.hbs"),
+    ),
+    (
+        "webhook.hbs",
+        include_str!("../../../templates/webhook.hbs"),
+    ),
+    ("file.hbs", include_str!("../../../templates/file.hbs")),
+    ("stdout.hbs", include_str!("../../../templates/stdout.hbs")),
+];
+
+/// A template that failed to load: file, line, column and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {reason}", match (line, column) { (Some(l), Some(c)) => format!(":{l}:{c}"), (Some(l), None) => format!(":{l}"), _ => String::new() })]
+pub struct TemplateLoadError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub reason: String,
+}
+
+/// What a template sees.
+#[derive(Debug, Serialize)]
+pub struct TemplateContext<'a> {
+    pub alert: &'a Alert,
+    pub route: &'a str,
+    pub output: OutputInfo<'a>,
+    pub dedup: DedupInfo,
+    /// Set on a rate-limit digest.
+    pub digest: Option<&'a DigestInfo>,
+    /// True for a dedup window-end summary.
+    pub summary: bool,
+    /// True for `POST /test` alerts.
+    pub test: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutputInfo<'a> {
+    pub name: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct DedupInfo {
+    /// Repeats suppressed since the last delivery of this key.
+    pub count: u64,
+    /// The window, e.g. `10m`.
+    pub window: String,
+    /// "repeated 37 times in 10m" (empty when `count` is 0).
+    pub text: String,
+    /// Hex of the dedup key hash (PagerDuty's `dedup_key`).
+    pub key: String,
+}
+
+/// A rate-limit digest: alerts held while the output was over its limit.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct DigestInfo {
+    pub count: u64,
+    pub rules: Vec<DigestRule>,
+    /// Rules beyond the listed ones.
+    pub other_rules: u64,
+    pub first_time: String,
+    pub last_time: String,
+    /// "12 alerts held by the rate limit: Rule A ×7, Rule B ×5"
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestRule {
+    pub rule: String,
+    pub count: u64,
+}
+
+/// Loaded templates, indexed like `Config::outputs` (`None`: the output writes JSON lines).
+pub struct Templates {
+    per_output: Vec<Option<(String, Handlebars<'static>)>>,
+}
+
+impl Templates {
+    /// Load every output's template and try it on a sample alert, so a template that compiles
+    /// but cannot render (or renders invalid JSON) also fails at start.
+    pub fn load(cfg: &Config) -> Result<Templates, TemplateLoadError> {
+        let mut per_output = Vec::with_capacity(cfg.outputs.len());
+        for o in &cfg.outputs {
+            let Some(name) = &o.template else {
+                per_output.push(None);
+                continue;
+            };
+            let (file, text) = read_template(&cfg.templates_dir, name)?;
+            let mut hb = Handlebars::new();
+            register_helpers(&mut hb);
+            if o.kind == OutputKind::Slack {
+                hb.register_escape_fn(slack_escape);
+            } else {
+                hb.register_escape_fn(json_escape);
+            }
+            hb.register_template_string(name, &text)
+                .map_err(|e| TemplateLoadError {
+                    file: file.clone(),
+                    line: e.pos().map(|p| p.0),
+                    column: e.pos().map(|p| p.1),
+                    reason: e.reason().to_string(),
+                })?;
+            let t = Templates {
+                per_output: vec![Some((name.clone(), hb))],
+            };
+            let sample = sample_alert();
+            let ctx = TemplateContext {
+                alert: &sample,
+                route: "check",
+                output: OutputInfo {
+                    name: &o.name,
+                    kind: o.kind.as_str(),
+                },
+                dedup: DedupInfo {
+                    count: 3,
+                    window: "10m".into(),
+                    text: "repeated 3 times in 10m".into(),
+                    key: "0123456789abcdef".into(),
+                },
+                digest: None,
+                summary: false,
+                test: true,
+            };
+            let rendered = t.render(0, &ctx).map_err(|e| TemplateLoadError {
+                file: file.clone(),
+                line: e.line,
+                column: e.column,
+                reason: e.reason,
+            })?;
+            // Every output type sends JSON (file and stdout write JSON lines).
+            if let Err(e) = serde_json::from_str::<Value>(&rendered) {
+                return Err(TemplateLoadError {
+                    file,
+                    line: None,
+                    column: None,
+                    reason: format!(
+                        "renders invalid JSON for a {} output: {e} (line {} of the rendered text)",
+                        o.kind.as_str(),
+                        e.line()
+                    ),
+                });
+            }
+            per_output.push(t.per_output.into_iter().next().flatten());
+        }
+        Ok(Templates { per_output })
+    }
+
+    pub fn has_template(&self, output: usize) -> bool {
+        matches!(self.per_output.get(output), Some(Some(_)))
+    }
+
+    pub fn render(
+        &self,
+        output: usize,
+        ctx: &TemplateContext<'_>,
+    ) -> Result<String, RenderFailure> {
+        let Some(Some((name, hb))) = self.per_output.get(output) else {
+            return Err(RenderFailure {
+                line: None,
+                column: None,
+                reason: "output has no template".into(),
+            });
+        };
+        hb.render(name, ctx).map_err(|e| RenderFailure {
+            line: e.line_no,
+            column: e.column_no,
+            reason: e.reason().to_string(),
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct RenderFailure {
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub reason: String,
+}
+
+fn read_template(dir: &Path, name: &str) -> Result<(String, String), TemplateLoadError> {
+    let path = dir.join(name);
+    let file = path.display().to_string();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok((file, text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => EMBEDDED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, t)| (format!("(embedded) {n}"), (*t).to_owned()))
+            .ok_or_else(|| TemplateLoadError {
+                file,
+                line: None,
+                column: None,
+                reason: "template file not found".into(),
+            }),
+        Err(e) => Err(TemplateLoadError {
+            file,
+            line: None,
+            column: None,
+            reason: format!("cannot read: {e}"),
+        }),
+    }
+}
+
+/// The alert from Falco's documentation, used to try templates at load time.
+pub fn sample_alert() -> Alert {
+    const DOC: &str = r#"{"hostname":"falco-xczjd","output":"13:44:05.478445995: Critical A shell was spawned in a container with an attached terminal (user=root user_loginuid=-1 k8s.ns=default k8s.pod=kubecon container=ee97d9c4186f shell=sh parent=runc cmdline=sh -c clear; (bash || ash || sh) terminal=34816 container_id=ee97d9c4186f image=docker.io/library/alpine)","priority":"Critical","rule":"Terminal shell in container","source":"syscall","tags":["container","mitre_execution","shell"],"time":"2023-05-25T13:44:05.478445995Z","output_fields":{"container.id":"ee97d9c4186f","container.image.repository":"docker.io/library/alpine","evt.time":1685022245478445995,"k8s.ns.name":"default","k8s.pod.name":"kubecon","proc.cmdline":"sh -c clear; (bash || ash || sh)","proc.name":"sh","proc.pname":"runc","proc.tty":34816,"user.loginuid":-1,"user.name":"root"}}"#;
+    // The constant is valid; a failure here is a programming error caught by tests.
+    aerie_alert::decode_alert(DOC.as_bytes()).expect("documentation alert decodes")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Escaping.
+
+/// Escape text for the inside of a JSON string literal.
+pub fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    push_json_escaped(&mut out, s);
+    out
+}
+
+fn push_json_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            // Other control characters, and the JS line separators some parsers reject.
+            c if (c as u32) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// Slack mrkdwn control characters: `&`, `<`, `>` (Slack's documented escapes).
+pub fn mrkdwn_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// mrkdwn-escape, then JSON-escape.
+pub fn slack_escape(s: &str) -> String {
+    json_escape(&mrkdwn_escape(s))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+/// Slack attachment colour per priority.
+pub fn priority_color(p: Priority) -> &'static str {
+    match p {
+        Priority::Emergency | Priority::Alert | Priority::Critical => "#d0021b",
+        Priority::Error => "#f5a623",
+        Priority::Warning => "#f8e71c",
+        Priority::Notice => "#4a90e2",
+        Priority::Informational => "#7ed321",
+        Priority::Debug => "#9b9b9b",
+    }
+}
+
+pub fn priority_emoji(p: Priority) -> &'static str {
+    match p {
+        Priority::Emergency | Priority::Alert => ":rotating_light:",
+        Priority::Critical => ":red_circle:",
+        Priority::Error => ":large_orange_circle:",
+        Priority::Warning => ":warning:",
+        Priority::Notice => ":large_blue_circle:",
+        Priority::Informational => ":information_source:",
+        Priority::Debug => ":mag:",
+    }
+}
+
+/// PagerDuty Events API v2 severity.
+pub fn pagerduty_severity(p: Priority) -> &'static str {
+    match p {
+        Priority::Emergency | Priority::Alert | Priority::Critical => "critical",
+        Priority::Error => "error",
+        Priority::Warning => "warning",
+        Priority::Notice | Priority::Informational | Priority::Debug => "info",
+    }
+}
+
+fn value_priority(v: &Value) -> Priority {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Priority::Informational)
+}
+
+/// Cut to at most `max` characters, ending with `…` when cut.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some(_) if max == 0 => String::new(),
+        Some(_) => {
+            let cut = s.char_indices().nth(max - 1).map(|(i, _)| i).unwrap_or(0);
+            let mut out = s[..cut].to_owned();
+            out.push('…');
+            out
+        }
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+handlebars_helper!(priority_color_helper: |p: Value| priority_color(value_priority(&p)));
+handlebars_helper!(priority_emoji_helper: |p: Value| priority_emoji(value_priority(&p)));
+handlebars_helper!(pd_severity_helper: |p: Value| pagerduty_severity(value_priority(&p)));
+handlebars_helper!(truncate_helper: |s: Value, n: u64| truncate_chars(&value_text(&s), n as usize));
+handlebars_helper!(join_helper: |v: Value, sep: str| match &v {
+    Value::Array(items) => items.iter().map(value_text).collect::<Vec<_>>().join(sep),
+    other => value_text(other),
+});
+handlebars_helper!(json_helper: |v: Value| serde_json::to_string(&v).unwrap_or_default());
+handlebars_helper!(format_time_helper: |t: Value, {format: str = "[year]-[month]-[day] [hour]:[minute]:[second] UTC"}|
+    format_time(&value_text(&t), format));
+
+/// Format an RFC 3339 alert time with a `time` format description; the input on error.
+pub fn format_time(t: &str, format: &str) -> String {
+    let Ok(ts) = Timestamp::parse(t) else {
+        return t.to_owned();
+    };
+    let Ok(fd) = time::format_description::parse_borrowed::<1>(format) else {
+        return t.to_owned();
+    };
+    time::OffsetDateTime::from_unix_timestamp_nanos(ts.unix_nanos())
+        .ok()
+        .and_then(|d| d.format(&fd).ok())
+        .unwrap_or_else(|| t.to_owned())
+}
+
+/// `{{default a b "fallback"}}`: the first parameter that is neither missing, null nor "".
+struct DefaultHelper;
+
+impl HelperDef for DefaultHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        if h.params().is_empty() {
+            return Err(RenderErrorReason::ParamNotFoundForIndex("default", 0).into());
+        }
+        let pick = h
+            .params()
+            .iter()
+            .map(|p| p.value())
+            .find(|v| !matches!(v, Value::Null) && v.as_str() != Some(""))
+            .cloned()
+            .unwrap_or(Value::String(String::new()));
+        Ok(ScopedJson::Derived(pick))
+    }
+}
+
+fn register_helpers(hb: &mut Handlebars<'static>) {
+    hb.register_helper("priority_color", Box::new(priority_color_helper));
+    hb.register_helper("priority_emoji", Box::new(priority_emoji_helper));
+    hb.register_helper("pd_severity", Box::new(pd_severity_helper));
+    hb.register_helper("truncate", Box::new(truncate_helper));
+    hb.register_helper("join", Box::new(join_helper));
+    hb.register_helper("json", Box::new(json_helper));
+    hb.register_helper("format_time", Box::new(format_time_helper));
+    hb.register_helper("default", Box::new(DefaultHelper));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_escape_defuses_mentions_links_and_json() {
+        let s = slack_escape("<!channel> <http://evil|click> \"q\" \n\u{1} é");
+        assert!(!s.contains('<') && !s.contains('>'));
+        assert_eq!(
+            s,
+            "&lt;!channel&gt; &lt;http://evil|click&gt; \\\"q\\\" \\n\\u0001 é"
+        );
+        let v: Value = serde_json::from_str(&format!("\"{s}\"")).unwrap();
+        assert!(v.as_str().unwrap().starts_with("&lt;!channel&gt;"));
+    }
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(truncate_chars("héllo", 10), "héllo");
+        assert_eq!(truncate_chars("héllo", 3), "hé…");
+        assert_eq!(truncate_chars("héllo", 3).chars().count(), 3);
+        assert_eq!(truncate_chars("ab", 0), "");
+    }
+
+    #[test]
+    fn formats_time_and_maps_severity() {
+        assert_eq!(
+            format_time("2023-05-25T13:44:05.478445995Z", "[hour]:[minute]"),
+            "13:44"
+        );
+        assert_eq!(format_time("garbage", "[hour]"), "garbage");
+        assert_eq!(pagerduty_severity(Priority::Alert), "critical");
+        assert_eq!(pagerduty_severity(Priority::Error), "error");
+        assert_eq!(pagerduty_severity(Priority::Warning), "warning");
+        assert_eq!(pagerduty_severity(Priority::Notice), "info");
+    }
+}

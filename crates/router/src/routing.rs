@@ -1,0 +1,432 @@
+//! Route matching: compiled matchers, evaluated in order; the first match wins unless the route
+//! says `continue: true`. Alerts that match nothing go to the default outputs.
+
+use aerie_alert::{Alert, Priority};
+use regex::Regex;
+use serde_json::Value;
+
+use crate::config::{Config, RawFieldCond, RawMatch};
+
+/// Exact text, a glob (`*`, `?`), or a `/regex/`.
+#[derive(Debug, Clone)]
+pub enum TextPattern {
+    Exact(String),
+    Regex(Regex),
+}
+
+impl TextPattern {
+    /// `/.../` is a regex (unanchored, as in Alertmanager's `=~` would be anchored — we anchor
+    /// neither: write `^...$` to anchor); text with `*` or `?` is a whole-string glob.
+    pub fn parse(p: &str) -> Result<TextPattern, String> {
+        if p.len() >= 2 && p.starts_with('/') && p.ends_with('/') {
+            return Regex::new(&p[1..p.len() - 1])
+                .map(TextPattern::Regex)
+                .map_err(|e| format!("invalid regex {p}: {e}"));
+        }
+        if p.contains(['*', '?']) {
+            return Self::glob(p);
+        }
+        Ok(TextPattern::Exact(p.to_owned()))
+    }
+
+    pub fn glob(p: &str) -> Result<TextPattern, String> {
+        let mut re = String::with_capacity(p.len() + 8);
+        re.push_str("^(?s:");
+        for c in p.chars() {
+            match c {
+                '*' => re.push_str(".*"),
+                '?' => re.push('.'),
+                c => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
+            }
+        }
+        re.push_str(")$");
+        Regex::new(&re)
+            .map(TextPattern::Regex)
+            .map_err(|e| format!("invalid glob {p}: {e}"))
+    }
+
+    pub fn matches(&self, s: &str) -> bool {
+        match self {
+            TextPattern::Exact(e) => e == s,
+            TextPattern::Regex(r) => r.is_match(s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Ge,
+    Gt,
+    Le,
+    Lt,
+    Eq,
+}
+
+#[derive(Debug, Clone)]
+enum FieldCond {
+    Exists(bool),
+    Text(TextPattern),
+}
+
+/// One compiled route matcher: every condition present must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Matcher {
+    priority: Option<(Cmp, Priority)>,
+    source: Option<TextPattern>,
+    rule: Option<TextPattern>,
+    hostname: Option<TextPattern>,
+    tags_any: Vec<String>,
+    tags_all: Vec<String>,
+    tags_none: Vec<String>,
+    fields: Vec<(String, Vec<FieldCond>)>,
+}
+
+/// (field, reason, text to locate in the file)
+pub type MatchError = (String, String, String);
+
+impl Matcher {
+    pub fn compile(m: &RawMatch) -> Result<Matcher, MatchError> {
+        let text = |field: &str, v: &Option<String>| -> Result<Option<TextPattern>, MatchError> {
+            v.as_deref()
+                .map(|p| TextPattern::parse(p).map_err(|r| (field.to_owned(), r, p.to_owned())))
+                .transpose()
+        };
+        let priority = match &m.priority {
+            None => None,
+            Some(p) => {
+                Some(parse_priority_cmp(p).map_err(|r| ("priority".to_owned(), r, p.clone()))?)
+            }
+        };
+        let mut fields = Vec::new();
+        for (name, cond) in &m.output_fields {
+            let field = format!("output_fields.{name}");
+            let conds = match cond {
+                RawFieldCond::Pattern(p) => vec![FieldCond::Text(
+                    TextPattern::parse(p).map_err(|r| (field.clone(), r, p.clone()))?,
+                )],
+                RawFieldCond::Spec(s) => {
+                    let mut v = Vec::new();
+                    if let Some(e) = s.exists {
+                        v.push(FieldCond::Exists(e));
+                    }
+                    if let Some(e) = &s.equals {
+                        v.push(FieldCond::Text(TextPattern::Exact(e.clone())));
+                    }
+                    if let Some(g) = &s.glob {
+                        v.push(FieldCond::Text(
+                            TextPattern::glob(g).map_err(|r| (field.clone(), r, g.clone()))?,
+                        ));
+                    }
+                    if let Some(r) = &s.regex {
+                        v.push(FieldCond::Text(TextPattern::Regex(Regex::new(r).map_err(
+                            |e| (field.clone(), format!("invalid regex: {e}"), r.clone()),
+                        )?)));
+                    }
+                    if v.is_empty() {
+                        return Err((
+                            field,
+                            "needs equals, glob, regex or exists".into(),
+                            name.clone(),
+                        ));
+                    }
+                    v
+                }
+            };
+            fields.push((name.clone(), conds));
+        }
+        Ok(Matcher {
+            priority,
+            source: text("source", &m.source)?,
+            rule: text("rule", &m.rule)?,
+            hostname: text("hostname", &m.hostname)?,
+            tags_any: m.tags_any.clone(),
+            tags_all: m.tags_all.clone(),
+            tags_none: m.tags_none.clone(),
+            fields,
+        })
+    }
+
+    pub fn matches(&self, a: &Alert) -> bool {
+        if let Some((cmp, p)) = self.priority {
+            let ok = match cmp {
+                Cmp::Ge => a.priority >= p,
+                Cmp::Gt => a.priority > p,
+                Cmp::Le => a.priority <= p,
+                Cmp::Lt => a.priority < p,
+                Cmp::Eq => a.priority == p,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if self.source.as_ref().is_some_and(|s| !s.matches(&a.source))
+            || self.rule.as_ref().is_some_and(|r| !r.matches(&a.rule))
+            || self
+                .hostname
+                .as_ref()
+                .is_some_and(|h| !h.matches(&a.hostname))
+        {
+            return false;
+        }
+        let has = |t: &String| a.tags.iter().any(|x| x == t);
+        if !self.tags_any.is_empty() && !self.tags_any.iter().any(has) {
+            return false;
+        }
+        if !self.tags_all.iter().all(has) || self.tags_none.iter().any(has) {
+            return false;
+        }
+        self.fields.iter().all(|(name, conds)| {
+            let v = a.output_fields.get(name).filter(|v| !v.is_null());
+            conds.iter().all(|c| match c {
+                FieldCond::Exists(want) => v.is_some() == *want,
+                FieldCond::Text(p) => v.is_some_and(|v| match v {
+                    Value::String(s) => p.matches(s),
+                    other => p.matches(&other.to_string()),
+                }),
+            })
+        })
+    }
+}
+
+/// `>= critical`, `<=warning`, `= error`, `> notice`, `< error`, or a bare name (equality).
+pub fn parse_priority_cmp(text: &str) -> Result<(Cmp, Priority), String> {
+    let t = text.trim();
+    let (cmp, rest) = if let Some(r) = t.strip_prefix(">=") {
+        (Cmp::Ge, r)
+    } else if let Some(r) = t.strip_prefix("<=") {
+        (Cmp::Le, r)
+    } else if let Some(r) = t.strip_prefix("==") {
+        (Cmp::Eq, r)
+    } else if let Some(r) = t.strip_prefix('=') {
+        (Cmp::Eq, r)
+    } else if let Some(r) = t.strip_prefix('>') {
+        (Cmp::Gt, r)
+    } else if let Some(r) = t.strip_prefix('<') {
+        (Cmp::Lt, r)
+    } else {
+        (Cmp::Eq, t)
+    };
+    let p = rest.trim().parse::<Priority>().map_err(|e| e.to_string())?;
+    Ok((cmp, p))
+}
+
+/// Where one alert goes: output index and the index of the route that sent it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub output: u16,
+    /// Route index, or [`DEFAULT_ROUTE`] for the default outputs.
+    pub route: u16,
+}
+
+/// The pseudo-route of alerts that matched no route.
+pub const DEFAULT_ROUTE: u16 = u16::MAX;
+
+/// The outcome of routing one alert.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Routed {
+    pub targets: Vec<Target>,
+    /// Routes that matched, in order.
+    pub matched_routes: Vec<u16>,
+    /// Outputs skipped because the alert is below their `min_priority`.
+    pub below_min_priority: Vec<u16>,
+    /// No route matched; the default outputs were used.
+    pub unmatched: bool,
+}
+
+/// The compiled routing table.
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<(Option<Matcher>, Vec<u16>, bool)>,
+    defaults: Vec<u16>,
+    min_priority: Vec<Priority>,
+}
+
+impl Router {
+    pub fn new(cfg: &Config) -> Result<Router, String> {
+        let mut routes = Vec::with_capacity(cfg.routes.len());
+        for r in &cfg.routes {
+            let m = match &r.matcher {
+                Some(m) => Some(
+                    Matcher::compile(m)
+                        .map_err(|e| format!("route {}: {}: {}", r.name, e.0, e.1))?,
+                ),
+                None => None,
+            };
+            routes.push((m, r.outputs.iter().map(|&o| o as u16).collect(), r.cont));
+        }
+        Ok(Router {
+            routes,
+            defaults: cfg.default_outputs.iter().map(|&o| o as u16).collect(),
+            min_priority: cfg.outputs.iter().map(|o| o.min_priority).collect(),
+        })
+    }
+
+    /// Route one alert. Each output appears once, with the first route that reached it.
+    pub fn route(&self, a: &Alert, bypass_min_priority: bool) -> Routed {
+        let mut out = Routed::default();
+        let push = |out: &mut Routed, o: u16, route: u16| {
+            if out.targets.iter().any(|t| t.output == o) || out.below_min_priority.contains(&o) {
+                return;
+            }
+            if !bypass_min_priority && a.priority < self.min_priority[o as usize] {
+                out.below_min_priority.push(o);
+                return;
+            }
+            out.targets.push(Target { output: o, route });
+        };
+        for (i, (m, outputs, cont)) in self.routes.iter().enumerate() {
+            if m.as_ref().is_none_or(|m| m.matches(a)) {
+                out.matched_routes.push(i as u16);
+                for &o in outputs {
+                    push(&mut out, o, i as u16);
+                }
+                if !cont {
+                    return out;
+                }
+            }
+        }
+        if out.matched_routes.is_empty() {
+            out.unmatched = true;
+            for &o in &self.defaults {
+                push(&mut out, o, DEFAULT_ROUTE);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::collections::BTreeMap;
+
+    fn alert(priority: &str, rule: &str, source: &str, tags: &[&str]) -> Alert {
+        let tags = tags
+            .iter()
+            .map(|t| format!("{t:?}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        aerie_alert::decode_alert(
+            format!(
+                r#"{{"output":"x","priority":"{priority}","rule":"{rule}","source":"{source}","tags":[{tags}],"hostname":"node-1","time":"2023-05-25T13:44:05Z","output_fields":{{"k8s.ns.name":"prod","proc.tty":0,"fd.name":null}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn router(yaml: &str) -> (Config, Router) {
+        let c = Config::parse("t.yaml", yaml, &BTreeMap::new()).unwrap();
+        let r = Router::new(&c).unwrap();
+        (c, r)
+    }
+
+    fn names(c: &Config, r: &Routed) -> Vec<String> {
+        r.targets
+            .iter()
+            .map(|t| c.outputs[t.output as usize].name.clone())
+            .collect()
+    }
+
+    const OUTPUTS: &str = "outputs:\n  - {name: pd, type: stdout, min_priority: critical}\n  - {name: slack, type: stdout}\n  - {name: archive, type: stdout}\n  - {name: fallback, type: stdout}\n";
+
+    #[test]
+    fn priority_tags_continue_and_catch_all() {
+        let yaml = format!(
+            "{OUTPUTS}routes:\n  - name: page\n    match: {{ priority: \">= critical\", tags_any: [container, k8s] }}\n    outputs: [pd, slack]\n    continue: true\n  - match: {{ source: k8s_audit, rule: \"K8s Secret*\" }}\n    outputs: [slack]\n  - outputs: [archive]\n"
+        );
+        let (c, r) = router(&yaml);
+        let crit = r.route(
+            &alert("Critical", "Shell", "syscall", &["container"]),
+            false,
+        );
+        assert_eq!(names(&c, &crit), ["pd", "slack", "archive"]);
+        assert_eq!(crit.matched_routes, [0, 2]);
+
+        // Below critical: page does not match; only the catch-all.
+        let warn = r.route(&alert("Warning", "Shell", "syscall", &["container"]), false);
+        assert_eq!(names(&c, &warn), ["archive"]);
+
+        // Critical but no matching tag.
+        let untagged = r.route(&alert("Critical", "Shell", "syscall", &["host"]), false);
+        assert_eq!(names(&c, &untagged), ["archive"]);
+
+        // Glob on rule; first match wins without continue.
+        let k8s = r.route(&alert("Notice", "K8s Secret Get", "k8s_audit", &[]), false);
+        assert_eq!(names(&c, &k8s), ["slack"]);
+        let k8s = r.route(&alert("Notice", "K8s Secret Get", "syscall", &[]), false);
+        assert_eq!(names(&c, &k8s), ["archive"]);
+    }
+
+    #[test]
+    fn regex_fields_and_defaults() {
+        let yaml = format!(
+            "{OUTPUTS}routes:\n  - match: {{ rule: \"/^Terminal (shell|tty)/\", tags_none: [noisy] }}\n    outputs: [slack]\n  - match:\n      tags_all: [a, b]\n      output_fields:\n        k8s.ns.name: \"prod*\"\n        proc.tty: {{ equals: \"0\" }}\n        fd.name: {{ exists: false }}\n        container.id: {{ exists: false }}\n    outputs: [archive]\n  - match: {{ priority: \"<= debug\" }}\n    outputs: [archive]\ndefault_outputs: [fallback]\n"
+        );
+        let (c, r) = router(&yaml);
+        assert_eq!(
+            names(
+                &c,
+                &r.route(
+                    &alert("Error", "Terminal shell in container", "syscall", &[]),
+                    false
+                )
+            ),
+            ["slack"]
+        );
+        assert_eq!(
+            names(
+                &c,
+                &r.route(
+                    &alert(
+                        "Error",
+                        "Terminal shell in container",
+                        "syscall",
+                        &["noisy"]
+                    ),
+                    false
+                )
+            ),
+            ["fallback"]
+        );
+        assert_eq!(
+            names(
+                &c,
+                &r.route(&alert("Error", "Other", "syscall", &["b", "a"]), false)
+            ),
+            ["archive"]
+        );
+        let none = r.route(&alert("Error", "Other", "syscall", &["a"]), false);
+        assert!(none.unmatched);
+        assert_eq!(names(&c, &none), ["fallback"]);
+    }
+
+    #[test]
+    fn min_priority_filters_per_output() {
+        let yaml = format!("{OUTPUTS}routes:\n  - outputs: [pd, slack]\n");
+        let (c, r) = router(&yaml);
+        let low = r.route(&alert("Warning", "x", "syscall", &[]), false);
+        assert_eq!(names(&c, &low), ["slack"]);
+        assert_eq!(low.below_min_priority, [0]);
+        let bypass = r.route(&alert("Warning", "x", "syscall", &[]), true);
+        assert_eq!(names(&c, &bypass), ["pd", "slack"]);
+    }
+
+    #[test]
+    fn priority_comparisons() {
+        assert_eq!(
+            parse_priority_cmp(">= critical").unwrap(),
+            (Cmp::Ge, Priority::Critical)
+        );
+        assert_eq!(
+            parse_priority_cmp("<=Warning").unwrap(),
+            (Cmp::Le, Priority::Warning)
+        );
+        assert_eq!(
+            parse_priority_cmp("= info").unwrap(),
+            (Cmp::Eq, Priority::Informational)
+        );
+        assert!(parse_priority_cmp(">= urgent").is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! Starting and stopping the router: templates, workers, ingest, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::ingest::{App, http};
+use crate::metrics::Metrics;
+use crate::queue::QueueSet;
+use crate::render::Templates;
+use crate::routing::Router;
+use crate::worker::{Core, Worker};
+
+/// How long workers get to drain their queues on shutdown.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A running router.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub core: Arc<Core>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Core {
+    /// Reload templates (SIGHUP). On error the old templates stay in use.
+    pub fn reload_templates(&self) -> Result<(), crate::render::TemplateLoadError> {
+        match Templates::load(&self.config) {
+            Ok(t) => {
+                match self.templates.write() {
+                    Ok(mut g) => *g = Arc::new(t),
+                    Err(p) => *p.into_inner() = Arc::new(t),
+                }
+                self.metrics
+                    .template_reloads
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics
+                    .template_reload_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Start on `cfg.listen`, or on `listener` when given (tests bind 127.0.0.1:0).
+pub async fn start(cfg: Config, listener: Option<TcpListener>) -> anyhow::Result<Running> {
+    let templates = Templates::load(&cfg).context("loading templates")?;
+    let router = Router::new(&cfg).map_err(|e| anyhow::anyhow!("{}: {e}", cfg.source))?;
+    let metrics = Metrics::new(
+        &cfg.outputs
+            .iter()
+            .map(|o| (o.name.clone(), o.kind.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(&cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?,
+    };
+    let addr = listener.local_addr()?;
+    let (queues, consumers) = QueueSet::new(cfg.outputs.len(), cfg.queue_capacity);
+    let core = Arc::new(Core {
+        config: Arc::new(cfg),
+        metrics,
+        templates: RwLock::new(Arc::new(templates)),
+    });
+    let mut workers = Vec::new();
+    for (i, consumer) in consumers.into_iter().enumerate() {
+        let w = Worker::new(i, core.clone())
+            .with_context(|| format!("starting output {}", core.config.outputs[i].name))?;
+        workers.push(tokio::spawn(w.run(consumer)));
+    }
+    let app = Arc::new(App {
+        core: core.clone(),
+        router,
+        queues,
+        ready: AtomicBool::new(true),
+    });
+    let (tx, rx) = oneshot::channel::<()>();
+    let service = http(app.clone());
+    drop(app);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, service)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+            .context("HTTP server")?;
+        // The server (and with it every queue sender) is gone: workers drain and stop.
+        let drain = async {
+            for w in workers {
+                let _ = w.await;
+            }
+        };
+        if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
+            tracing::warn!("outputs did not drain within {DRAIN_DEADLINE:?}; stopping anyway");
+        }
+        Ok(())
+    });
+    tracing::info!(%addr, "aerie-router listening");
+    Ok(Running {
+        addr,
+        core,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+impl Running {
+    /// Stop accepting, let in-flight requests finish, drain the queues (bounded by
+    /// [`DRAIN_DEADLINE`]).
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.context("router task")?
+    }
+
+    /// Wait for the server to stop on its own (it only does on error).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.task).await.context("router task")?
+    }
+}
