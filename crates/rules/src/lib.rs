@@ -43,9 +43,22 @@
 //!
 //! [`JsonEvent`] is a map-backed implementation for `replay`, `test-rules` and tests.
 
+pub mod condition;
+mod diag;
+mod engine;
 mod event;
+mod exceptions;
 pub mod fields;
+pub mod loader;
+mod output;
 mod value;
+pub mod yaml;
+
+pub use diag::{Context, ErrorCode, FileResult, ItemCounts, LoadError, LoadWarning, WarningCode};
+pub use engine::{
+    CompiledRule, Engine, EngineConfig, Matches, RuleId, RuleLoader, RuleMatching, Selection,
+};
+pub use output::{OutputError, OutputFormat};
 
 pub use event::{Event, JsonEvent, JsonEventError};
 pub use fields::{
