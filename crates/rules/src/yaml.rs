@@ -267,8 +267,14 @@ fn parse_strict(text: &str) -> Result<Vec<Node>, YamlError> {
         match stack.last_mut() {
             None => doc_root = Some(node),
             Some(Frame::Seq(_, _, items)) => items.push(node),
-            Some(Frame::Map(_, _, entries, key)) => match key.take() {
-                None => *key = Some(node),
+            Some(Frame::Map(m, _, entries, key)) => match key.take() {
+                None => {
+                    // A block mapping's start event points past its first key; use the key.
+                    if entries.is_empty() {
+                        *m = node.mark;
+                    }
+                    *key = Some(node)
+                }
                 Some(k) => entries.push((k, node)),
             },
         }
