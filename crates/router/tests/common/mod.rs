@@ -212,9 +212,8 @@ pub fn validate_slack(v: &Value) -> Result<(), String> {
         for att in a.as_array().ok_or("attachments must be an array")? {
             if let Some(c) = att.get("color") {
                 let c = c.as_str().ok_or("attachment color must be a string")?;
-                if !(c.starts_with('#') && c.len() == 7)
-                    && !["good", "warning", "danger"].contains(&c)
-                {
+                let hex = c.starts_with('#') && c.len() == 7;
+                if !hex && !["good", "warning", "danger"].contains(&c) {
                     return Err(format!("bad attachment color {c}"));
                 }
             }
