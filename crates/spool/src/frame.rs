@@ -53,6 +53,8 @@ pub enum Decoded<'a> {
 pub enum CorruptReason {
     LengthTooLarge(u32),
     CrcMismatch,
+    /// Sequence number `u64::MAX` is never written (it would leave no successor).
+    SequenceOverflow,
 }
 
 impl std::fmt::Display for CorruptReason {
@@ -60,6 +62,7 @@ impl std::fmt::Display for CorruptReason {
         match self {
             CorruptReason::LengthTooLarge(n) => write!(f, "record length {n} exceeds the limit"),
             CorruptReason::CrcMismatch => f.write_str("CRC mismatch"),
+            CorruptReason::SequenceOverflow => f.write_str("sequence number out of range"),
         }
     }
 }
@@ -82,6 +85,9 @@ pub fn decode(buf: &[u8], max_payload: usize) -> Decoded<'_> {
         return Decoded::Corrupt(CorruptReason::CrcMismatch);
     }
     let seq = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
+    if seq == u64::MAX {
+        return Decoded::Corrupt(CorruptReason::SequenceOverflow);
+    }
     let appended_at_ms = u64::from_le_bytes(header[16..24].try_into().unwrap_or_default());
     Decoded::Frame(Frame {
         seq,
@@ -114,6 +120,7 @@ pub fn push_unsealed(out: &mut Vec<u8>, payload: &[u8]) {
 pub fn seal(buf: &mut [u8], first_seq: u64, now_ms: u64) -> u64 {
     let mut off = 0;
     let mut seq = first_seq;
+    let mut count = 0;
     while off + HEADER_LEN <= buf.len() {
         let len = u32::from_le_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
         let end = off + HEADER_LEN + len;
@@ -123,9 +130,10 @@ pub fn seal(buf: &mut [u8], first_seq: u64, now_ms: u64) -> u64 {
         let crc = checksum(frame);
         frame[4..8].copy_from_slice(&crc.to_le_bytes());
         off = end;
-        seq += 1;
+        seq = seq.wrapping_add(1);
+        count += 1;
     }
-    seq - first_seq
+    count
 }
 
 /// Encode one complete frame (tests, tools).
@@ -229,6 +237,14 @@ mod tests {
                 "flip at byte {i} went undetected"
             );
         }
+    }
+
+    #[test]
+    fn max_sequence_is_rejected() {
+        assert_eq!(
+            decode(&encode(u64::MAX, 0, b"x"), 1024),
+            Decoded::Corrupt(CorruptReason::SequenceOverflow)
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub enum FsyncPolicy {
     Always,
     /// Appends return once written to the page cache (survive a process crash,
     /// not power loss); the file is fsynced at most this often while dirty.
+    /// Consumers may see records before they are fsynced.
     Interval(Duration),
     /// Never fsync explicitly (the kernel flushes eventually). Tests, tmpfs.
     Never,

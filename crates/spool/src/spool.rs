@@ -268,6 +268,11 @@ impl Spool {
         let consumer_dir = dir.join("consumers");
         fs::create_dir_all(&seg_dir).at(&seg_dir)?;
         fs::create_dir_all(&consumer_dir).at(&consumer_dir)?;
+        if opts.fsync != crate::FsyncPolicy::Never {
+            // Make the subdirectories' entries durable before anything in
+            // them is acknowledged.
+            segment::sync_dir(&dir)?;
+        }
         let lock_path = dir.join("LOCK");
         let lock_file = File::create(&lock_path).at(&lock_path)?;
         if let Err(e) = lock_file.try_lock() {
