@@ -2,6 +2,7 @@
 //! evaluation and alert outputs.
 
 pub mod config;
+pub mod fields;
 pub mod metrics;
 pub mod output;
 pub mod run;

@@ -1,6 +1,7 @@
 //! Process, descriptor, container and user state, kept in user space from /proc and from
 //! kernel events. Single-threaded: the event loop owns it, so nothing here locks.
 
+pub mod apply;
 pub mod clock;
 pub mod container;
 pub mod fd;

@@ -1,0 +1,111 @@
+//! Event → state → rules → alerts, independent of where events come from (kernel ring
+//! buffers, or synthetic events in tests).
+
+use std::path::PathBuf;
+
+use aerie_alert::Alert;
+use aerie_rules::{Engine, EngineConfig, Matches, RuleLoader};
+
+use crate::fields::{EventCtx, SysEvent};
+use crate::state::apply::Tracker;
+use crate::state::table::{ExecInfo, ProcessTable};
+use crate::state::users::UserDb;
+
+/// Loading rule files failed; the text lists every error with file and position.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RulesError(pub String);
+
+/// Load and compile rule files in order.
+pub fn load_rules(paths: &[PathBuf], cfg: &EngineConfig) -> Result<Engine, RulesError> {
+    let mut loader = RuleLoader::new();
+    for p in paths {
+        if !p.exists() {
+            return Err(RulesError(format!("rules file {} not found", p.display())));
+        }
+        loader.load_file(p);
+    }
+    if loader.has_errors() {
+        let mut text = String::from("rule files have errors:");
+        for r in loader.results() {
+            for e in &r.errors {
+                text.push_str(&format!("\n  {e}"));
+            }
+        }
+        return Err(RulesError(text));
+    }
+    for r in loader.results() {
+        for w in &r.warnings {
+            tracing::debug!("rules warning: {w}");
+        }
+    }
+    Ok(loader.compile(cfg))
+}
+
+/// The single-threaded heart of the detector.
+pub struct Pipeline {
+    pub tracker: Tracker,
+    pub users: UserDb,
+    pub engine: Engine,
+    pub hostname: String,
+    matches: Matches,
+    num: u64,
+}
+
+impl Pipeline {
+    pub fn new(table: ProcessTable, users: UserDb, engine: Engine, hostname: String) -> Self {
+        Pipeline {
+            tracker: Tracker::new(table),
+            users,
+            engine,
+            hostname,
+            matches: Matches::new(),
+            num: 0,
+        }
+    }
+
+    /// A new process (thread group) `child` forked from `parent`.
+    pub fn on_fork(&mut self, parent: u32, child: u32, start_ns: u64) {
+        self.tracker.table.on_fork(parent, child, start_ns);
+    }
+
+    /// A successful exec replaced `pid`'s image.
+    pub fn on_exec(&mut self, pid: u32, ppid: u32, exec: &ExecInfo<'_>) {
+        self.tracker.table.on_exec(pid, ppid, exec);
+    }
+
+    /// The thread group `pid` ended.
+    pub fn on_exit(&mut self, pid: u32) {
+        self.tracker.table.on_exit(pid);
+    }
+
+    /// Apply a syscall exit to the state and evaluate the rules; every match is passed to
+    /// `emit` as a Falco alert. Returns the number of matches.
+    pub fn on_syscall(&mut self, ev: &SysEvent<'_>, emit: &mut dyn FnMut(Alert)) -> usize {
+        self.num += 1;
+        let evfd = self.tracker.before(ev);
+        // A failed exec changed nothing; Falco's process rules describe new images.
+        let skip = matches!(ev.name, "execve" | "execveat") && ev.res < 0;
+        let mut n = 0;
+        if !skip {
+            let numbered = SysEvent {
+                num: if ev.num == 0 { self.num } else { ev.num },
+                ..*ev
+            };
+            let ctx = EventCtx::new(
+                &numbered,
+                &self.tracker.table,
+                &self.tracker.transient,
+                evfd,
+                &self.users,
+                &self.hostname,
+            );
+            n = self.engine.evaluate(&ctx, &mut self.matches);
+            for id in self.matches.iter() {
+                emit(self.engine.alert(id, &ctx, &self.hostname));
+            }
+        }
+        self.tracker.after(ev);
+        n
+    }
+}
