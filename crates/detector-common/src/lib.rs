@@ -1,2 +1,314 @@
 //! `#[repr(C)]` event layouts shared by the eBPF programs (no_std) and user space.
+//!
+//! # Wire format of one ring-buffer record
+//!
+//! ```text
+//! +-------------------+  EventHeader (fixed, 8-byte aligned)
+//! | ProcInfo          |  only for EventKind::ProcExec / ProcFork / ProcExit
+//! +-------------------+
+//! | var area          |  variable-length slots, back to back, in slot order 0..VAR_SLOTS;
+//! |                   |  slot i holds `header.var_len[i]` bytes (0 = absent)
+//! +-------------------+
+//! ```
+//!
+//! The meaning of each slot depends on the event kind (see [`slot`]). Strings are stored as
+//! the kernel's `bpf_probe_read_*_str` returned them, i.e. including the trailing NUL when
+//! it fit; argv is the raw NUL-separated `mm->arg_start..arg_end` area.
 #![no_std]
+
+/// Length of `task_struct::comm`.
+pub const TASK_COMM_LEN: usize = 16;
+/// Size of the per-syscall spec table (x86_64 syscall numbers are all below this).
+pub const MAX_SYSCALLS: u32 = 512;
+/// Bytes available for variable-length data in one syscall event (all slots together).
+pub const VAR_CAP: usize = 8192;
+/// Cap for one path / string argument (PATH_MAX).
+pub const STR_CAP: usize = 4096;
+/// Cap for argv bytes (NUL-separated) in exec events.
+pub const ARGV_CAP: usize = 4096;
+/// Cap for the number of argv entries read at execve entry.
+pub const ARGV_MAX_ARGS: usize = 32;
+/// Cap for one socket address.
+pub const SOCKADDR_CAP: usize = 128;
+/// Number of variable-length slots per event.
+pub const VAR_SLOTS: usize = 8;
+/// Ring buffers declared in the object (`EVENTS0` .. `EVENTS3`); a CPU writes to
+/// `EVENTS[cpu & (Config::nr_rings - 1)]` (nr_rings is a power of two).
+pub const MAX_RINGS: u32 = 4;
+/// Depth of the leaf-first path walks (cgroup path, cwd).
+pub const PATH_WALK_DEPTH: usize = 8;
+/// Each walked name sits in a fixed chunk of this many bytes (NUL-terminated, truncated).
+/// Fixed strides keep the verifier's state space small.
+pub const NAME_CHUNK: usize = 128;
+/// Size of one walked-path region (`PATH_WALK_DEPTH * NAME_CHUNK`).
+pub const WALK_REGION: usize = PATH_WALK_DEPTH * NAME_CHUNK;
+
+/// `header.kind` values.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A syscall exit (`sys_exit`), with entry-captured arguments.
+    Syscall = 1,
+    /// `sched_process_exec`: a successful exec, with the new image's details.
+    ProcExec = 2,
+    /// `sched_process_fork`: a new task; the header describes the parent, ProcInfo the child.
+    ProcFork = 3,
+    /// `sched_process_exit`: a task ended.
+    ProcExit = 4,
+}
+
+impl EventKind {
+    pub const fn from_u16(v: u16) -> Option<Self> {
+        match v {
+            1 => Some(Self::Syscall),
+            2 => Some(Self::ProcExec),
+            3 => Some(Self::ProcFork),
+            4 => Some(Self::ProcExit),
+            _ => None,
+        }
+    }
+}
+
+/// `header.flags` bits.
+pub mod flags {
+    /// Some variable-length data was cut at its cap.
+    pub const TRUNCATED: u16 = 1 << 0;
+    /// A syscall exit without a recorded entry (entry happened before attach, or the
+    /// in-flight map was full): entry-captured slots are missing.
+    pub const NO_ENTRY: u16 = 1 << 1;
+    /// A user-memory read failed (bad pointer or page not resident): that slot is empty.
+    pub const READ_FAILED: u16 = 1 << 2;
+    /// ProcExit: the whole thread group ended (the last thread).
+    pub const GROUP_DEAD: u16 = 1 << 3;
+}
+
+/// Slot meanings. For `Syscall` events, slots 0..6 hold data captured for syscall argument i
+/// (path, string, sockaddr), per the syscall's [`ArgKind`]s.
+pub mod slot {
+    /// Syscall: argv of execve/execveat (NUL-separated) read at entry.
+    pub const SYS_ARGV: usize = 6;
+    /// Syscall: socket address read at exit (accept/accept4 peer, getsockname-like outputs).
+    pub const SYS_EXIT_ADDR: usize = 7;
+    /// Exec: cgroup v2 path components, leaf first, one per `NAME_CHUNK`-byte chunk
+    /// (NUL-terminated); the first chunk starting with NUL ends the list. `WALK_REGION` bytes.
+    pub const PROC_CGROUP: usize = 0;
+    /// Exec: cwd components, same layout as PROC_CGROUP.
+    pub const PROC_CWD: usize = 1;
+    /// Exec: the exec'd filename (`linux_binprm::filename`).
+    pub const PROC_FILENAME: usize = 2;
+    /// Exec: argv (`mm->arg_start..arg_end`).
+    pub const PROC_ARGV: usize = 3;
+    /// Exec: exe file name (dentry name of `mm->exe_file`).
+    pub const PROC_EXE_NAME: usize = 4;
+}
+
+/// Fixed header of every record. 8-byte aligned, 144 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// `bpf_ktime_get_boot_ns()` at the event (CLOCK_BOOTTIME).
+    pub ts_boot_ns: u64,
+    /// Syscall return value (Syscall), exit code (ProcExit), 0 otherwise.
+    pub ret: i64,
+    /// Raw syscall arguments from `pt_regs` (Syscall); kind-specific otherwise.
+    pub args: [u64; 6],
+    /// [`EventKind`] as u16.
+    pub kind: u16,
+    /// Syscall number (x86_64 numbering) for Syscall events.
+    pub syscall_nr: u16,
+    /// [`flags`] bits.
+    pub flags: u16,
+    pub _pad0: u16,
+    /// Total record length in bytes, header included.
+    pub len: u32,
+    /// Thread group id (user-space "pid").
+    pub tgid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Parent's tgid (`real_parent->tgid`).
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// `task->loginuid` (u32::MAX when unset or unavailable).
+    pub loginuid: u32,
+    pub _pad1: u32,
+    /// `task->comm`.
+    pub comm: [u8; TASK_COMM_LEN],
+    /// Length of each variable-length slot.
+    pub var_len: [u16; VAR_SLOTS],
+}
+
+/// Extra process details carried by ProcExec / ProcFork / ProcExit records, right after the
+/// header. For ProcFork it describes the child; for ProcExec/ProcExit the current task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcInfo {
+    /// Task start time, CLOCK_BOOTTIME ns (`task->start_boottime`).
+    pub start_boot_ns: u64,
+    /// Inode number of `mm->exe_file`.
+    pub exe_ino: u64,
+    /// cgroup v2 id of the task's default cgroup (`kernfs_node::id`).
+    pub cgroup_id: u64,
+    /// Child tgid (ProcFork), previous pid (ProcExec), 0 otherwise.
+    pub other_tgid: u32,
+    /// Child tid (ProcFork).
+    pub other_tid: u32,
+    /// `s_dev` of the exe's superblock (kernel dev_t encoding: major << 20 | minor).
+    pub exe_dev: u32,
+    /// Controlling tty as a kernel dev_t (major << 20 | minor), 0 when none.
+    pub tty: u32,
+    /// [`exe_flags`] bits.
+    pub exe_flags: u32,
+    /// `s_magic` of the exe's superblock.
+    pub exe_fs_magic: u32,
+    /// [`walk_flags`] bits (exec only).
+    pub walk_flags: u32,
+    pub _pad: u32,
+}
+
+/// `ProcInfo::walk_flags` bits: the walk reached its root (the path is complete).
+pub mod walk_flags {
+    pub const CGROUP_COMPLETE: u32 = 1 << 0;
+    pub const CWD_COMPLETE: u32 = 1 << 1;
+}
+
+/// `ProcInfo::exe_flags` bits.
+pub mod exe_flags {
+    /// The exe lives on overlayfs and has an upper-layer dentry (written in the container).
+    pub const UPPER_LAYER: u32 = 1 << 0;
+    /// The exe is a memfd (`memfd:` dentry name on an unlinked inode).
+    pub const MEMFD: u32 = 1 << 1;
+    /// The exe lives on overlayfs.
+    pub const OVERLAY: u32 = 1 << 2;
+}
+
+/// How the syscall tracer treats one argument.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgKind {
+    /// Raw integer only (always present in `args`).
+    Raw = 0,
+    /// NUL-terminated user string (path, name), read at entry.
+    Str = 1,
+    /// `struct sockaddr *` with its length in the next argument, read at entry.
+    Sockaddr = 2,
+    /// `struct msghdr *`: its `msg_name`/`msg_namelen` read at entry.
+    Msghdr = 3,
+    /// `struct sockaddr *` output with `socklen_t *` length in the next argument, read at
+    /// exit into [`slot::SYS_EXIT_ADDR`] (accept, accept4).
+    SockaddrOut = 4,
+    /// `char *const argv[]`, read at entry into [`slot::SYS_ARGV`].
+    Argv = 5,
+    /// `struct open_how *` (openat2): its 24 bytes read at entry.
+    OpenHow = 6,
+}
+
+/// One entry of the `SYSCALLS` table (indexed by syscall number).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyscallSpec {
+    /// Non-zero when the syscall is wanted; others never leave the kernel.
+    pub enabled: u8,
+    /// Non-zero when some argument is captured at entry (paths, addresses): the entry
+    /// is recorded in the in-flight map and completed at exit.
+    pub capture_entry: u8,
+    /// [`ArgKind`] per argument.
+    pub kinds: [u8; 6],
+}
+
+/// Kernel struct member offsets read from the running kernel's BTF at load time.
+/// `u32::MAX` means "not present in this kernel" and disables what depends on it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KernelOffsets {
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_pid: u32,
+    pub task_cred: u32,
+    pub task_loginuid: u32,
+    pub task_signal: u32,
+    pub task_mm: u32,
+    pub task_fs: u32,
+    pub task_cgroups: u32,
+    pub task_start_boottime: u32,
+    pub task_exit_code: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub cred_euid: u32,
+    pub cred_egid: u32,
+    pub signal_tty: u32,
+    pub tty_index: u32,
+    pub tty_driver: u32,
+    pub tty_driver_major: u32,
+    pub tty_driver_minor_start: u32,
+    pub mm_exe_file: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub file_f_inode: u32,
+    /// `file.f_path.dentry` (f_path offset + path.dentry offset).
+    pub file_dentry: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub inode_i_nlink: u32,
+    /// `sizeof(struct inode)`: overlayfs' `ovl_inode.__upperdentry` follows `vfs_inode`.
+    pub inode_size: u32,
+    pub sb_s_dev: u32,
+    pub sb_s_magic: u32,
+    pub dentry_d_parent: u32,
+    /// `dentry.d_name.name`.
+    pub dentry_name: u32,
+    pub dentry_d_inode: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_name: u32,
+    pub kernfs_node_parent: u32,
+    pub kernfs_node_id: u32,
+    /// `fs_struct.pwd.dentry`.
+    pub fs_pwd_dentry: u32,
+    pub bprm_filename: u32,
+}
+
+/// Runtime configuration, entry 0 of the `CONFIG` array map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Events of this thread group are not reported (the detector itself); 0 = none.
+    pub self_tgid: u32,
+    /// Number of ring buffers in use: a power of two, 1..=MAX_RINGS.
+    pub nr_rings: u32,
+    pub offsets: KernelOffsets,
+}
+
+/// Indexes into the per-CPU `COUNTERS` array map.
+pub mod counter {
+    /// Events written to a ring buffer.
+    pub const SENT: u32 = 0;
+    /// Dropped: ring buffer full.
+    pub const DROP_RING_FULL: u32 = 1;
+    /// Dropped entry capture: the in-flight map was full (the exit is sent with NO_ENTRY).
+    pub const DROP_INFLIGHT_FULL: u32 = 2;
+    /// Syscall exits seen without their entry (NO_ENTRY sent).
+    pub const NO_ENTRY: u32 = 3;
+    /// Events whose data was truncated at a cap.
+    pub const TRUNCATED: u32 = 4;
+    /// Dropped: the per-CPU scratch buffer was unavailable (should never happen).
+    pub const DROP_NO_SCRATCH: u32 = 5;
+    /// Number of counters.
+    pub const COUNT: u32 = 8;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain-old-data, #[repr(C)], every bit pattern valid.
+    unsafe impl aya::Pod for super::SyscallSpec {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Config {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+}
+
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 144);
+const _: () = assert!(core::mem::size_of::<ProcInfo>() == 56);
+const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8);

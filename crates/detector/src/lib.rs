@@ -2,6 +2,8 @@
 //! evaluation and alert outputs.
 
 pub mod config;
+pub mod ebpf;
+pub mod event;
 pub mod fields;
 pub mod metrics;
 pub mod output;

@@ -1,0 +1,206 @@
+//! Process lifecycle: `sched_process_exec`, `sched_process_fork`, `sched_process_exit`.
+
+use aya_ebpf::{
+    helpers::generated::bpf_probe_read_user, macros::btf_tracepoint, programs::BtfTracePointContext,
+};
+use core::ffi::c_void;
+use detector_common::{
+    ARGV_CAP, EventKind, ProcInfo, STR_CAP, VAR_CAP, VAR_SLOTS, WALK_REGION, flags, slot,
+    walk_flags,
+};
+
+use crate::{
+    maps::{INFLIGHT, PROC_SCRATCH, ProcRecord, ProcScratch, config, count, output, submit_proc},
+    task::{
+        current_task, fill_header, fill_proc_info, ptr, put_kernel_str, read, task_ids, walk_names,
+    },
+};
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    let _ = try_exec(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
+    let cfg = config()?;
+    let off = &cfg.offsets;
+    let task = current_task();
+    let Some(s) = PROC_SCRATCH.get_ptr_mut(0) else {
+        count(detector_common::counter::DROP_NO_SCRATCH);
+        return None;
+    };
+    // SAFETY: per-CPU scratch, exclusively ours for this program run.
+    let s: &mut ProcScratch = unsafe { &mut *s };
+    fill_header(&mut s.hdr, off, task);
+    if s.hdr.tgid == cfg.self_tgid {
+        return None;
+    }
+    let old_pid: u64 = ctx.arg(1);
+    let bprm: u64 = ctx.arg(2);
+    s.hdr.kind = EventKind::ProcExec as u16;
+    s.hdr.syscall_nr = 0;
+    s.hdr.ret = 0;
+    s.hdr.args = [0; 6];
+    s.hdr.var_len = [0; VAR_SLOTS];
+    s.info = ProcInfo::default();
+    fill_proc_info(&mut s.info, off, task);
+    s.info.other_tgid = old_pid as u32;
+
+    let mut fl = 0u16;
+    let var = s.var.as_mut_ptr();
+
+    // Fixed regions first (constant offsets): cgroup v2 path and cwd, leaf first.
+    let cgroups = ptr(task, off.task_cgroups);
+    let kn = ptr(ptr(cgroups, off.css_set_dfl_cgrp), off.cgroup_kn);
+    if walk_names(
+        var,
+        kn,
+        off.kernfs_node_name,
+        off.kernfs_node_parent,
+        &mut fl,
+    ) {
+        s.info.walk_flags |= walk_flags::CGROUP_COMPLETE;
+    }
+    s.hdr.var_len[slot::PROC_CGROUP] = WALK_REGION as u16;
+    let pwd = ptr(ptr(task, off.task_fs), off.fs_pwd_dentry);
+    // SAFETY: the second region is inside the 2 * VAR_CAP buffer.
+    let cwd_region = unsafe { var.add(WALK_REGION) };
+    if walk_names(
+        cwd_region,
+        pwd,
+        off.dentry_name,
+        off.dentry_d_parent,
+        &mut fl,
+    ) {
+        s.info.walk_flags |= walk_flags::CWD_COMPLETE;
+    }
+    s.hdr.var_len[slot::PROC_CWD] = WALK_REGION as u16;
+    let mut pos = 2 * WALK_REGION;
+
+    s.hdr.var_len[slot::PROC_FILENAME] = put_kernel_str(
+        var,
+        &mut pos,
+        ptr(bprm, off.bprm_filename),
+        STR_CAP,
+        &mut fl,
+    );
+
+    // argv: the new image's mm->arg_start..arg_end (NUL-separated), capped at ARGV_CAP.
+    let mm = ptr(task, off.task_mm);
+    let start = read::<u64>(mm, off.mm_arg_start).unwrap_or(0);
+    let end = read::<u64>(mm, off.mm_arg_end).unwrap_or(0);
+    if start != 0 && end > start && pos < VAR_CAP {
+        let mut len = (end - start) as usize;
+        if len > ARGV_CAP {
+            len = ARGV_CAP;
+            fl |= flags::TRUNCATED;
+        }
+        let at = pos & (VAR_CAP - 1);
+        // SAFETY: at < VAR_CAP, len <= ARGV_CAP <= VAR_CAP: inside the 2 * VAR_CAP buffer.
+        let rc =
+            unsafe { bpf_probe_read_user(var.add(at).cast(), len as u32, start as *const c_void) };
+        if rc == 0 {
+            s.hdr.var_len[slot::PROC_ARGV] = len as u16;
+            pos += len;
+        } else {
+            fl |= flags::READ_FAILED;
+        }
+    }
+    // exe dentry name
+    let exe = ptr(mm, off.mm_exe_file);
+    let name = ptr(ptr(exe, off.file_dentry), off.dentry_name);
+    s.hdr.var_len[slot::PROC_EXE_NAME] = put_kernel_str(var, &mut pos, name, 256, &mut fl);
+
+    if fl & flags::TRUNCATED != 0 {
+        count(detector_common::counter::TRUNCATED);
+    }
+    s.hdr.flags = fl;
+    let fixed = core::mem::size_of::<crate::maps::ProcRecord>();
+    let len = fixed + (pos & (2 * VAR_CAP - 1));
+    s.hdr.len = len as u32;
+    output(cfg, (s as *const ProcScratch).cast(), len);
+    Some(())
+}
+
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
+    let _ = try_fork(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
+    let cfg = config()?;
+    let off = &cfg.offsets;
+    let child: u64 = ctx.arg(1);
+    let mut rec = new_record();
+    fill_header(&mut rec.hdr, off, current_task());
+    if rec.hdr.tgid == cfg.self_tgid {
+        return None;
+    }
+    rec.hdr.kind = EventKind::ProcFork as u16;
+    fill_proc_info(&mut rec.info, off, child);
+    let (tgid, tid) = task_ids(off, child);
+    rec.info.other_tgid = tgid;
+    rec.info.other_tid = tid;
+    submit_proc(cfg, &rec);
+    Some(())
+}
+
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(_ctx: BtfTracePointContext) -> i32 {
+    let _ = try_exit();
+    0
+}
+
+#[inline(always)]
+fn try_exit() -> Option<()> {
+    let cfg = config()?;
+    let off = &cfg.offsets;
+    let task = current_task();
+    let mut rec = new_record();
+    fill_header(&mut rec.hdr, off, task);
+    // A task killed inside a syscall never reaches sys_exit: forget its entry.
+    let _ = INFLIGHT.remove(rec.hdr.tid);
+    if rec.hdr.tgid == cfg.self_tgid {
+        return None;
+    }
+    rec.hdr.kind = EventKind::ProcExit as u16;
+    rec.hdr.ret = read::<i32>(task, off.task_exit_code).unwrap_or(0) as i64;
+    if rec.hdr.tid == rec.hdr.tgid {
+        rec.hdr.flags |= flags::GROUP_DEAD;
+    }
+    rec.info.start_boot_ns = read::<u64>(task, off.task_start_boottime).unwrap_or(0);
+    submit_proc(cfg, &rec);
+    Some(())
+}
+
+#[inline(always)]
+fn new_record() -> ProcRecord {
+    ProcRecord {
+        hdr: detector_common::EventHeader {
+            ts_boot_ns: 0,
+            ret: 0,
+            args: [0; 6],
+            kind: 0,
+            syscall_nr: 0,
+            flags: 0,
+            _pad0: 0,
+            len: core::mem::size_of::<ProcRecord>() as u32,
+            tgid: 0,
+            tid: 0,
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            euid: 0,
+            egid: 0,
+            loginuid: 0,
+            _pad1: 0,
+            comm: [0; 16],
+            var_len: [0; VAR_SLOTS],
+        },
+        info: ProcInfo::default(),
+    }
+}

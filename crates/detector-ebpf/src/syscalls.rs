@@ -1,0 +1,346 @@
+//! `sys_enter` / `sys_exit`: one record per wanted syscall, sent at exit.
+//!
+//! Syscalls with entry-captured arguments (paths, socket addresses, argv) are recorded at
+//! entry in `INFLIGHT` (keyed by tid) and completed with the return value at exit, so a
+//! user who rewrites the buffer during the syscall cannot change what we report.
+
+use aya_ebpf::{
+    bindings::pt_regs,
+    helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+use core::ffi::c_void;
+use detector_common::{
+    ARGV_CAP, ARGV_MAX_ARGS, ArgKind, Config, EventHeader, EventKind, MAX_SYSCALLS, SOCKADDR_CAP,
+    STR_CAP, SyscallSpec, VAR_CAP, VAR_SLOTS, counter, flags, slot,
+};
+
+use crate::{
+    maps::{
+        INFLIGHT, Inflight, SYS_SCRATCH, SYSCALLS, SysScratch, config, count, output, submit_header,
+    },
+    task::{current_task, fill_header},
+};
+
+const BPF_ANY: u64 = 0;
+const HDR: usize = core::mem::size_of::<EventHeader>();
+
+#[inline(always)]
+fn spec(nr: u64) -> Option<&'static SyscallSpec> {
+    if nr >= MAX_SYSCALLS as u64 {
+        return None;
+    }
+    let s = SYSCALLS.get(nr as u32)?;
+    if s.enabled == 0 { None } else { Some(s) }
+}
+
+#[inline(always)]
+fn reg(p: *const u64) -> u64 {
+    let mut v = 0u64;
+    // SAFETY: reads 8 bytes of the tracepoint's pt_regs; failure leaves 0.
+    unsafe { bpf_probe_read_kernel((&mut v as *mut u64).cast(), 8, p.cast()) };
+    v
+}
+
+/// x86_64 syscall arguments: rdi, rsi, rdx, r10, r8, r9.
+#[inline(always)]
+fn syscall_args(regs: *const pt_regs) -> [u64; 6] {
+    // SAFETY: only addresses are computed here; reads go through bpf_probe_read_kernel.
+    unsafe {
+        [
+            reg(&raw const (*regs).rdi),
+            reg(&raw const (*regs).rsi),
+            reg(&raw const (*regs).rdx),
+            reg(&raw const (*regs).r10),
+            reg(&raw const (*regs).r8),
+            reg(&raw const (*regs).r9),
+        ]
+    }
+}
+
+#[inline(always)]
+fn self_excluded(cfg: &Config) -> bool {
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    cfg.self_tgid != 0 && tgid == cfg.self_tgid
+}
+
+/// Append a user string at `*pos` (bounded by STR_CAP and the space left).
+#[inline(always)]
+fn put_user_str(var: *mut u8, pos: &mut usize, src: u64, fl: &mut u16) -> u16 {
+    if src == 0 || *pos >= VAR_CAP {
+        return 0;
+    }
+    let at = *pos & (VAR_CAP - 1);
+    let mut cap = VAR_CAP - at;
+    if cap > STR_CAP {
+        cap = STR_CAP;
+    }
+    // SAFETY: at < VAR_CAP, cap <= STR_CAP: inside the 2 * VAR_CAP buffer.
+    let n =
+        unsafe { bpf_probe_read_user_str(var.add(at).cast(), cap as u32, src as *const c_void) };
+    if n <= 0 {
+        *fl |= flags::READ_FAILED;
+        return 0;
+    }
+    let n = (n as usize) & (VAR_CAP - 1);
+    if n >= cap {
+        *fl |= flags::TRUNCATED;
+    }
+    *pos += n;
+    n as u16
+}
+
+/// Append `len` bytes of user memory at `*pos` (bounded by SOCKADDR_CAP and the space left).
+#[inline(always)]
+fn put_user_bytes(var: *mut u8, pos: &mut usize, src: u64, len: u64, fl: &mut u16) -> u16 {
+    if src == 0 || len == 0 || *pos >= VAR_CAP - SOCKADDR_CAP {
+        return 0;
+    }
+    let mut len = len as usize;
+    if len > SOCKADDR_CAP {
+        len = SOCKADDR_CAP;
+        *fl |= flags::TRUNCATED;
+    }
+    let at = *pos & (VAR_CAP - 1);
+    // SAFETY: at < VAR_CAP, len <= SOCKADDR_CAP: inside the buffer.
+    let rc = unsafe { bpf_probe_read_user(var.add(at).cast(), len as u32, src as *const c_void) };
+    if rc != 0 {
+        *fl |= flags::READ_FAILED;
+        return 0;
+    }
+    *pos += len;
+    len as u16
+}
+
+#[inline(always)]
+fn read_user_u64(addr: u64) -> Option<u64> {
+    let mut v = 0u64;
+    // SAFETY: 8-byte read into a stack slot.
+    let rc = unsafe { bpf_probe_read_user((&mut v as *mut u64).cast(), 8, addr as *const c_void) };
+    if rc == 0 { Some(v) } else { None }
+}
+
+#[inline(always)]
+fn read_user_u32(addr: u64) -> Option<u32> {
+    let mut v = 0u32;
+    // SAFETY: 4-byte read into a stack slot.
+    let rc = unsafe { bpf_probe_read_user((&mut v as *mut u32).cast(), 4, addr as *const c_void) };
+    if rc == 0 { Some(v) } else { None }
+}
+
+/// argv strings back to back (each NUL-terminated), at most ARGV_MAX_ARGS / ARGV_CAP bytes.
+#[inline(always)]
+fn put_argv(var: *mut u8, pos: &mut usize, argv: u64, fl: &mut u16) -> u16 {
+    let start = *pos;
+    if argv == 0 {
+        return 0;
+    }
+    for i in 0..ARGV_MAX_ARGS {
+        let Some(p) = read_user_u64(argv + 8 * i as u64) else {
+            *fl |= flags::READ_FAILED;
+            break;
+        };
+        if p == 0 {
+            break;
+        }
+        if *pos - start >= ARGV_CAP || *pos >= VAR_CAP {
+            *fl |= flags::TRUNCATED;
+            break;
+        }
+        if put_user_str(var, pos, p, fl) == 0 {
+            break;
+        }
+        if i == ARGV_MAX_ARGS - 1 {
+            *fl |= flags::TRUNCATED;
+        }
+    }
+    (*pos - start) as u16
+}
+
+#[btf_tracepoint(function = "sys_enter")]
+pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
+    let _ = try_enter(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_enter(ctx: &BtfTracePointContext) -> Option<()> {
+    let nr: u64 = ctx.arg(1);
+    let sp = spec(nr)?;
+    if sp.capture_entry == 0 {
+        return None;
+    }
+    let cfg = config()?;
+    if self_excluded(cfg) {
+        return None;
+    }
+    let regs: *const pt_regs = ctx.arg(0);
+    let Some(s) = SYS_SCRATCH.get_ptr_mut(0) else {
+        count(counter::DROP_NO_SCRATCH);
+        return None;
+    };
+    // SAFETY: per-CPU scratch, exclusively ours for this program run.
+    let s: &mut SysScratch = unsafe { &mut *s };
+    let args = syscall_args(regs);
+    s.hdr.args = args;
+    s.hdr.syscall_nr = nr as u16;
+    s.hdr.var_len = [0; VAR_SLOTS];
+    let var = s.var.as_mut_ptr();
+    let mut pos = 0usize;
+    let mut fl = 0u16;
+    let mut argv = 0u64;
+    let kinds = sp.kinds;
+    let mut i = 0;
+    while i < 6 {
+        let k = kinds[i];
+        let n = if k == ArgKind::Str as u8 {
+            put_user_str(var, &mut pos, args[i], &mut fl)
+        } else if k == ArgKind::Sockaddr as u8 {
+            let len = if i < 5 { args[i + 1] } else { 0 };
+            put_user_bytes(var, &mut pos, args[i], len, &mut fl)
+        } else if k == ArgKind::Msghdr as u8 {
+            // struct user_msghdr (uapi): msg_name at 0, msg_namelen at 8.
+            let name = read_user_u64(args[i]).unwrap_or(0);
+            let len = read_user_u32(args[i] + 8).unwrap_or(0) as u64;
+            put_user_bytes(var, &mut pos, name, len, &mut fl)
+        } else if k == ArgKind::OpenHow as u8 {
+            put_user_bytes(var, &mut pos, args[i], 24, &mut fl)
+        } else {
+            if k == ArgKind::Argv as u8 {
+                argv = args[i];
+            }
+            0
+        };
+        s.hdr.var_len[i] = n;
+        i += 1;
+    }
+    if argv != 0 {
+        s.hdr.var_len[slot::SYS_ARGV] = put_argv(var, &mut pos, argv, &mut fl);
+    }
+    s.hdr.flags = fl;
+    s.hdr.len = (HDR + if pos > VAR_CAP { VAR_CAP } else { pos }) as u32;
+    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    // SAFETY: SysScratch starts with the same layout as Inflight and is larger.
+    let inflight: &Inflight = unsafe { &*(s as *const SysScratch).cast::<Inflight>() };
+    if INFLIGHT.insert(tid, inflight, BPF_ANY).is_err() {
+        count(counter::DROP_INFLIGHT_FULL);
+    }
+    Some(())
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
+    let regs: *const pt_regs = ctx.arg(0);
+    // SAFETY: address computation only.
+    let nr = reg(unsafe { &raw const (*regs).orig_rax });
+    let sp = spec(nr)?;
+    let cfg = config()?;
+    if self_excluded(cfg) {
+        return None;
+    }
+    let ret: i64 = ctx.arg(1);
+    let task = current_task();
+    if sp.capture_entry != 0 {
+        let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+        if let Some(v) = INFLIGHT.get_ptr_mut(tid) {
+            // SAFETY: map value of the right type; only this task uses its own key.
+            let v: &mut Inflight = unsafe { &mut *v };
+            if v.hdr.syscall_nr as u64 == nr {
+                fill_header(&mut v.hdr, &cfg.offsets, task);
+                v.hdr.kind = EventKind::Syscall as u16;
+                v.hdr.ret = ret;
+                let mut len = v.hdr.len as usize;
+                if len > core::mem::size_of::<Inflight>() {
+                    len = core::mem::size_of::<Inflight>();
+                }
+                if len < HDR {
+                    len = HDR;
+                }
+                if v.hdr.flags & flags::TRUNCATED != 0 {
+                    count(counter::TRUNCATED);
+                }
+                output(cfg, (v as *const Inflight).cast(), len);
+                let _ = INFLIGHT.remove(tid);
+                return Some(());
+            }
+            let _ = INFLIGHT.remove(tid);
+        }
+        count(counter::NO_ENTRY);
+        let mut hdr = exit_header(nr, ret, regs);
+        hdr.flags = flags::NO_ENTRY;
+        fill_header(&mut hdr, &cfg.offsets, task);
+        submit_header(cfg, &hdr);
+        return Some(());
+    }
+    // Exit-only syscall. Output addresses (accept) are read now, into slot SYS_EXIT_ADDR.
+    let mut out_addr = 0usize;
+    let mut i = 0;
+    while i < 5 {
+        if sp.kinds[i] == ArgKind::SockaddrOut as u8 {
+            out_addr = i + 1;
+        }
+        i += 1;
+    }
+    if out_addr == 0 || ret < 0 {
+        let mut hdr = exit_header(nr, ret, regs);
+        fill_header(&mut hdr, &cfg.offsets, task);
+        submit_header(cfg, &hdr);
+        return Some(());
+    }
+    let Some(s) = SYS_SCRATCH.get_ptr_mut(0) else {
+        count(counter::DROP_NO_SCRATCH);
+        return None;
+    };
+    // SAFETY: per-CPU scratch, exclusively ours for this program run.
+    let s: &mut SysScratch = unsafe { &mut *s };
+    s.hdr = exit_header(nr, ret, regs);
+    fill_header(&mut s.hdr, &cfg.offsets, task);
+    let args = s.hdr.args;
+    let idx = (out_addr - 1) & 7;
+    let addr = if idx < 5 { args[idx] } else { 0 };
+    let lenp = if idx < 5 { args[idx + 1] } else { 0 };
+    let mut fl = 0u16;
+    let mut pos = 0usize;
+    if lenp != 0 {
+        let len = read_user_u32(lenp).unwrap_or(0) as u64;
+        s.hdr.var_len[slot::SYS_EXIT_ADDR] =
+            put_user_bytes(s.var.as_mut_ptr(), &mut pos, addr, len, &mut fl);
+    }
+    s.hdr.flags = fl;
+    let len = HDR + (pos & (VAR_CAP - 1));
+    s.hdr.len = len as u32;
+    output(cfg, (s as *const SysScratch).cast(), len);
+    Some(())
+}
+
+#[inline(always)]
+fn exit_header(nr: u64, ret: i64, regs: *const pt_regs) -> EventHeader {
+    EventHeader {
+        ts_boot_ns: 0,
+        ret,
+        args: syscall_args(regs),
+        kind: EventKind::Syscall as u16,
+        syscall_nr: nr as u16,
+        flags: 0,
+        _pad0: 0,
+        len: HDR as u32,
+        tgid: 0,
+        tid: 0,
+        ppid: 0,
+        uid: 0,
+        gid: 0,
+        euid: 0,
+        egid: 0,
+        loginuid: 0,
+        _pad1: 0,
+        comm: [0; 16],
+        var_len: [0; VAR_SLOTS],
+    }
+}
