@@ -451,3 +451,67 @@ fn acks_are_persisted_by_reader_sync_and_survive_reopen() {
     let mut r = spool.reader("out").unwrap();
     assert_eq!(r.fetch(10).unwrap()[0].seq, 3);
 }
+
+#[test]
+fn stale_cursor_behind_reclaimed_segments_resumes_at_oldest_record() {
+    let tmp = TempDir::new("stale");
+    let cursor = tmp.path().join("consumers").join("out.cursor");
+    let stale = {
+        let spool = Spool::open(tmp.path(), small_segments()).unwrap();
+        let mut r = spool.reader("out").unwrap();
+        r.sync().unwrap();
+        let stale = std::fs::read(&cursor).unwrap();
+        for i in 0..300 {
+            spool.append(&payload(i)).unwrap();
+        }
+        let got = r.fetch(250).unwrap();
+        r.ack_through(got[249].seq);
+        spool.reclaim().unwrap();
+        assert!(spool.metrics().reclaimed_bytes > 0);
+        stale
+    };
+    // As if the process died before the newer cursor reached the disk.
+    std::fs::write(&cursor, stale).unwrap();
+    let spool = Spool::open(tmp.path(), small_segments()).unwrap();
+    let mut r = spool.reader("out").unwrap();
+    let recs = r.fetch(1000).unwrap();
+    let first = recs[0].seq;
+    assert!(first > 0 && first <= 250, "resumed at {first}");
+    let seqs: Vec<u64> = recs.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (first..300).collect::<Vec<_>>());
+    assert!(recs.iter().all(|r| r.payload == payload(r.seq)));
+}
+
+#[test]
+fn damaged_sealed_segment_keeps_prefix_and_later_segments() {
+    let tmp = TempDir::new("midcorrupt");
+    {
+        let spool = Spool::open(tmp.path(), small_segments()).unwrap();
+        for i in 0..600 {
+            spool.append(&payload(i)).unwrap();
+        }
+    }
+    let segs = segments(tmp.path());
+    assert!(segs.len() >= 3);
+    let mut first = std::fs::read(&segs[0]).unwrap();
+    let mid = first.len() / 2;
+    first[mid] ^= 0xFF;
+    std::fs::write(&segs[0], first).unwrap();
+
+    let spool = Spool::open(tmp.path(), small_segments()).unwrap();
+    let mut r = spool.reader("out").unwrap();
+    let recs = r.fetch(1000).unwrap();
+    let seqs: Vec<u64> = recs.iter().map(|r| r.seq).collect();
+    // A prefix of segment 0, a gap, then everything from segment 1 on.
+    let gap = seqs
+        .windows(2)
+        .position(|w| w[1] != w[0] + 1)
+        .expect("a gap");
+    assert!(seqs[..=gap].iter().copied().eq(0..=seqs[gap]));
+    assert_eq!(*seqs.last().unwrap(), 599);
+    assert!(recs.iter().all(|r| r.payload == payload(r.seq)));
+    // Acks move the watermark across the gap.
+    r.ack_through(599);
+    assert_eq!(r.depth(), 0);
+    assert_eq!(spool.append(b"new").unwrap(), 600);
+}

@@ -5,7 +5,8 @@
 //! real segment file and opened as a spool: recovery must succeed, hand out
 //! exactly the records the decoder accepts, and accept new appends after them.
 //!
-//! Run: `cargo +nightly fuzz run segment_recovery` in crates/spool/fuzz.
+//! Run in crates/spool/fuzz (temp files on tmpfs: ~1300 exec/s instead of ~60):
+//! `TMPDIR=/dev/shm cargo +nightly fuzz run segment_recovery -- -max_len=4096`
 #![no_main]
 
 use std::sync::atomic::{AtomicU64, Ordering};
