@@ -1,1 +1,83 @@
-fn main() {}
+//! `aerie-detector`: the node agent. `run` captures syscalls and raises alerts; the other
+//! subcommands work on rule files without a kernel.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use aerie_detector::config::{DetectorConfig, OutputSpec};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "aerie-detector",
+    version,
+    about = "aerie node agent: eBPF syscall capture, Falco-compatible rules, JSON alerts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Capture syscalls on this host, evaluate the rules and emit alerts (needs root or
+    /// CAP_BPF + CAP_PERFMON + CAP_SYS_RESOURCE + CAP_SYS_PTRACE).
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Configuration file (YAML). Missing is fine for the default path, an error otherwise.
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Rule file; repeat for several. Replaces the configuration's `rules` list.
+    #[arg(long = "rules", value_name = "PATH")]
+    rules: Vec<PathBuf>,
+    /// Alert destination: stdout, file:PATH or http://HOST:PORT/. Repeat for several.
+    /// Replaces the configuration's `outputs` list.
+    #[arg(long = "output", value_name = "OUTPUT")]
+    outputs: Vec<OutputSpec>,
+}
+
+const DEFAULT_CONFIG: &str = "config/detector.yaml";
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("aerie-detector: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let required = args.config != std::path::Path::new(DEFAULT_CONFIG);
+    let mut cfg = DetectorConfig::load(&args.config, required)?;
+    if !args.rules.is_empty() {
+        cfg.rules = args.rules;
+    }
+    if !args.outputs.is_empty() {
+        cfg.outputs = args.outputs;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(aerie_detector::run::run(cfg))
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("AERIE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Logs go to stderr: stdout carries alert JSON lines.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

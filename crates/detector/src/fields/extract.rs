@@ -400,9 +400,9 @@ impl<'a> EventCtx<'a> {
     fn open_flags(&self) -> Option<u64> {
         match self.ev.name {
             "open" => Some(self.ev.args[1]),
-            "openat" => Some(self.ev.args[2]),
+            // openat2's `struct open_how` flags are placed where openat has them.
+            "openat" | "openat2" => Some(self.ev.args[2]),
             "creat" => Some(0o1 | flags::O_CREAT | flags::O_TRUNC),
-            "openat2" => self.fd.map(|f| u64::from(f.flags)),
             _ => None,
         }
     }
@@ -410,7 +410,7 @@ impl<'a> EventCtx<'a> {
     fn open_mode(&self) -> u64 {
         match self.ev.name {
             "open" => self.ev.args[2],
-            "openat" => self.ev.args[3],
+            "openat" | "openat2" => self.ev.args[3],
             "creat" => self.ev.args[1],
             _ => 0,
         }
@@ -442,14 +442,7 @@ impl<'a> EventCtx<'a> {
                 | Src::Gid(i) => out(Value::Uint(num(i))),
                 _ => return self.arg(src, false, out),
             },
-            Src::OpenFlags(i) => {
-                let f = if ev.name == "openat2" {
-                    self.open_flags().unwrap_or(0)
-                } else {
-                    num(i)
-                };
-                self.text(out, |s| flags::open_flags(f, s))
-            }
+            Src::OpenFlags(i) => self.text(out, |s| flags::open_flags(num(i), s)),
             Src::CloneFlags(i) => self.text(out, |s| flags::clone_flags(num(i), s)),
             Src::MemfdFlags(i) => self.text(out, |s| flags::memfd_flags(num(i), s)),
             Src::MountFlags(i) => self.text(out, |s| flags::mount_flags(num(i), s)),

@@ -66,8 +66,6 @@ impl Tracker {
                 let (dirfd, path_arg, flags) = match ev.name {
                     "open" => (AT_FDCWD, 0, ev.args[1]),
                     "creat" => (AT_FDCWD, 0, 0o1 | O_CREAT | O_TRUNC),
-                    // openat2's flags live in `struct open_how`, which is not captured.
-                    "openat2" => (ev.fd_arg(0), 1, 0),
                     _ => (ev.fd_arg(0), 1, ev.args[2]),
                 };
                 let raw = String::from_utf8_lossy(ev.str_arg(path_arg));

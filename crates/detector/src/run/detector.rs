@@ -1,0 +1,284 @@
+//! `aerie-detector run`: privileges → rules → outputs and metrics → process table →
+//! kernel capture → event loop, until SIGINT/SIGTERM.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aerie_alert::{Alert, AlertParts, Priority, Timestamp};
+use aerie_rules::EngineConfig;
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::convert::Converter;
+use super::drops::DropMonitor;
+use super::pipeline::{Pipeline, load_rules};
+use super::privileges;
+use crate::config::DetectorConfig;
+use crate::ebpf::{Capture, CaptureConfig};
+use crate::event::{Event, EventKind};
+use crate::metrics::Metrics;
+use crate::output::Outputs;
+use crate::state::{BootClock, ProcessTable, UserDb};
+
+/// Syscalls the state tracker needs whatever the rules say: they keep the fd tables, cwd and
+/// process lineage right.
+pub const STATE_SYSCALLS: &[&str] = &[
+    "open",
+    "openat",
+    "openat2",
+    "creat",
+    "close",
+    "dup",
+    "dup2",
+    "dup3",
+    "socket",
+    "connect",
+    "accept",
+    "accept4",
+    "bind",
+    "listen",
+    "chdir",
+    "fchdir",
+    "execve",
+    "execveat",
+    "memfd_create",
+];
+
+/// How often counters are published and housekeeping runs.
+const TICK: Duration = Duration::from_secs(1);
+/// How often processes whose exit we missed are swept.
+const SWEEP_EVERY: u32 = 30;
+
+/// Run until a signal asks to stop. Dropping the capture on the way out detaches every
+/// eBPF program.
+pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
+    privileges::check_current()?;
+
+    let engine_cfg = EngineConfig {
+        min_priority: cfg.min_priority,
+        ..EngineConfig::default()
+    };
+    let engine = load_rules(&cfg.rules, &engine_cfg)?;
+    let files: Vec<String> = cfg.rules.iter().map(|p| p.display().to_string()).collect();
+    eprintln!(
+        "aerie-detector: loaded {} rules ({} enabled) from {}",
+        engine.rules().len(),
+        engine.enabled_rules(),
+        files.join(", ")
+    );
+
+    let metrics = Arc::new(Metrics::default());
+    metrics.set_rules_loaded(engine.enabled_rules() as u64);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics_task = if cfg.metrics.enabled {
+        let mut rx = stop_rx.clone();
+        let (addr, task) = crate::metrics::serve(cfg.metrics.listen, metrics.clone(), async move {
+            let _ = rx.changed().await;
+        })
+        .await
+        .context("starting the metrics server (metrics.listen)")?;
+        eprintln!("aerie-detector: /healthz and /metrics on http://{addr}");
+        Some(task)
+    } else {
+        None
+    };
+    let outputs = Outputs::start(&cfg.outputs, &cfg.http_output, metrics.clone()).await?;
+    let outs: Vec<String> = cfg.outputs.iter().map(ToString::to_string).collect();
+    eprintln!("aerie-detector: alerts to {}", outs.join(", "));
+
+    let hostname = if cfg.hostname.is_empty() {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default()
+    } else {
+        cfg.hostname.clone()
+    };
+
+    // Interesting syscalls: what the rules name plus what state tracking needs.
+    let wanted: Option<Vec<String>> = engine.event_types("syscall").map(|types| {
+        let mut set: BTreeSet<String> = types;
+        set.extend(STATE_SYSCALLS.iter().map(|s| (*s).to_owned()));
+        set.into_iter().collect()
+    });
+    let mut capture = Capture::start(CaptureConfig {
+        ring_bytes: cfg.capture.ring_buffer_bytes,
+        syscalls: None,
+        ..CaptureConfig::default()
+    })
+    .context("starting the eBPF capture")?;
+    let interest = match &wanted {
+        Some(names) => capture.set_interesting(names)?,
+        None => capture.set_all_interesting()?,
+    };
+    eprintln!(
+        "aerie-detector: hooked {} syscalls: {}",
+        interest.enabled.len(),
+        interest.enabled.join(" ")
+    );
+    if !interest.unsupported.is_empty() {
+        eprintln!(
+            "aerie-detector: rules name event types this capture does not produce (never match): {}",
+            interest.unsupported.join(" ")
+        );
+    }
+    eprintln!(
+        "aerie-detector: programs {}; {} ring buffer(s) of {} KiB",
+        capture.attached_programs().join(", "),
+        capture.ring_count(),
+        capture.ring_bytes() / 1024
+    );
+    if !capture.missing_offsets().is_empty() {
+        eprintln!(
+            "aerie-detector: this kernel lacks {}; the dependent fields stay empty",
+            capture.missing_offsets().join(", ")
+        );
+    }
+
+    // Bootstrap after attaching, so that no process slips between the scan and the capture.
+    let mut table = ProcessTable::new(
+        cfg.state.max_processes,
+        cfg.state.max_fds_per_process,
+        BootClock::now(),
+    );
+    let n = table.bootstrap();
+    eprintln!("aerie-detector: {n} processes read from /proc");
+    let mut pipeline = Pipeline::new(table, UserDb::system(), engine, hostname);
+    metrics.set_processes_tracked(pipeline.tracker.table.len() as u64);
+    metrics.set_ready(true);
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drops = DropMonitor::new(&cfg.drops);
+    let mut batch: Vec<Event> = Vec::with_capacity(4096);
+    let mut conv = Converter::default();
+    let mut last_events = 0u64;
+    let mut last_tick = Instant::now();
+    let mut ticks = 0u32;
+    let mut emit = |alert: Alert| {
+        metrics.count_alert(&alert.rule, alert.priority);
+        outputs.send(Arc::from(alert.to_json()));
+    };
+
+    let result = loop {
+        tokio::select! {
+            got = capture.next_batch(&mut batch) => {
+                if let Err(e) = got {
+                    break Err(anyhow::Error::new(e).context("reading the ring buffers"));
+                }
+                let n = batch.len() as u64;
+                for ev in batch.drain(..) {
+                    process(&mut pipeline, &mut conv, &ev, &mut emit);
+                }
+                metrics.add_events(n);
+            }
+            _ = tick.tick() => {
+                ticks += 1;
+                let total = metrics.events_total();
+                let secs = last_tick.elapsed().as_secs_f64().max(1e-3);
+                metrics.set_events_per_second((total - last_events) as f64 / secs);
+                last_events = total;
+                last_tick = Instant::now();
+                if let Ok(c) = capture.counters() {
+                    for (reason, v) in c.drops_by_reason() {
+                        metrics.set_kernel_drops(reason, v);
+                    }
+                    if let Some(alert) = drops.check(&c, &pipeline.hostname) {
+                        tracing::warn!("{}", alert.output);
+                        emit(alert);
+                    }
+                }
+                pipeline.users.refresh_if_changed();
+                if ticks.is_multiple_of(SWEEP_EVERY) {
+                    pipeline.tracker.table.sweep_dead();
+                }
+                metrics.set_processes_tracked(pipeline.tracker.table.len() as u64);
+            }
+            _ = sigint.recv() => break Ok(()),
+            _ = sigterm.recv() => break Ok(()),
+        }
+    };
+
+    metrics.set_ready(false);
+    // Detach first: no new events while outputs drain.
+    drop(capture);
+    eprintln!("aerie-detector: eBPF programs detached; flushing outputs");
+    outputs.shutdown(Duration::from_secs(3)).await;
+    let _ = stop_tx.send(true);
+    if let Some(t) = metrics_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
+    eprintln!("aerie-detector: stopped");
+    result
+}
+
+/// One kernel event through state and rules.
+pub fn process(
+    pipeline: &mut Pipeline,
+    conv: &mut Converter,
+    ev: &Event,
+    emit: &mut dyn FnMut(Alert),
+) {
+    match &ev.kind {
+        EventKind::Syscall(sc) => {
+            let sys = conv.syscall(ev, sc);
+            pipeline.on_syscall(&sys, emit);
+        }
+        EventKind::Exec(ex) => {
+            let cwd = pipeline
+                .tracker
+                .table
+                .get(ev.pid)
+                .map(|p| p.cwd.clone())
+                .unwrap_or_default();
+            let info = conv.exec(ev, ex, &cwd);
+            pipeline.on_exec(ev.pid, ev.ppid, &info);
+            if let Some(p) = pipeline.tracker.table.get_mut(ev.pid)
+                && p.start_ns == 0
+            {
+                p.start_ns = ex.details.start_ts;
+            }
+        }
+        EventKind::Fork(f) => {
+            if !f.is_thread {
+                pipeline.on_fork(ev.pid, f.child_pid, f.details.start_ts);
+            }
+        }
+        EventKind::Exit(x) => {
+            if x.leader {
+                pipeline.on_exit(ev.pid);
+            }
+        }
+    }
+}
+
+/// Falco's internal alert for kernel drops.
+pub fn drop_alert(
+    hostname: &str,
+    n_drops: u64,
+    window: Duration,
+    by_reason: &[(&str, u64)],
+) -> Alert {
+    let mut fields = serde_json::Map::new();
+    fields.insert("n_drops".into(), n_drops.into());
+    for (reason, v) in by_reason {
+        fields.insert(format!("n_drops_{reason}"), (*v).into());
+    }
+    let message = format!(
+        "Falco internal: syscall event drop. {n_drops} system calls dropped in last {:.0} ms.",
+        window.as_secs_f64() * 1000.0
+    );
+    AlertParts {
+        hostname,
+        time: Timestamp::now(),
+        priority: Priority::Debug,
+        rule: "Falco internal: syscall event drop",
+        source: "internal",
+        message: &message,
+        output_fields: fields,
+        tags: Vec::new(),
+    }
+    .into_alert()
+}
