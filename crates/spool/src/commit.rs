@@ -76,6 +76,9 @@ struct SyncShared {
     cv: Condvar,
 }
 
+/// Capacity kept by the committer's recycled group buffer.
+const SPARE_CAPACITY: usize = 4 << 20;
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -173,6 +176,8 @@ impl Committer {
                 } => {
                     self.commit(&mut buf, count, group);
                     buf.clear();
+                    // Do not keep a burst-sized buffer around forever.
+                    buf.shrink_to(SPARE_CAPACITY);
                     spare = buf;
                 }
                 Work::SyncDue => self.sync_inline(),

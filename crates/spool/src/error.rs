@@ -15,6 +15,11 @@ pub enum Error {
     #[error("spool full: {used} of {limit} bytes in use; retry after consumers catch up")]
     Full { used: u64, limit: u64 },
 
+    /// Too many bytes are waiting for the disk (it is stalled or too slow);
+    /// bounded so that memory stays bounded. Back off like [`Error::Full`].
+    #[error("spool write queue full: {queued} bytes waiting for the disk (limit {limit})")]
+    QueueFull { queued: u64, limit: u64 },
+
     /// The filesystem reported ENOSPC/EDQUOT. Nothing acknowledged was lost;
     /// appends succeed again once space returns.
     #[error("spool disk full writing {path}: {source}")]
@@ -77,10 +82,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// True for both the configured limit and a full filesystem: the caller
-    /// should apply backpressure (503 + Retry-After) and retry later.
+    /// True for the configured limit, a full filesystem and a full write
+    /// queue: the caller should apply backpressure (503 + Retry-After) and
+    /// retry later.
     pub fn is_full(&self) -> bool {
-        matches!(self, Error::Full { .. } | Error::DiskFull { .. })
+        matches!(
+            self,
+            Error::Full { .. } | Error::DiskFull { .. } | Error::QueueFull { .. }
+        )
     }
 
     /// Classify an I/O error on `path`: ENOSPC/EDQUOT become [`Error::DiskFull`].

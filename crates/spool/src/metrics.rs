@@ -59,7 +59,8 @@ pub struct Metrics {
     pub commit_groups: u64,
     /// fsync/fdatasync calls on segment files.
     pub fsyncs: u64,
-    /// Appends refused because of `max_bytes` ([`crate::Error::Full`]).
+    /// Appends refused because of `max_bytes` ([`crate::Error::Full`]) or
+    /// `max_queued_bytes` ([`crate::Error::QueueFull`]).
     pub full_rejections: u64,
     /// Group commits failed by ENOSPC/EDQUOT ([`crate::Error::DiskFull`]).
     pub disk_full_errors: u64,

@@ -31,6 +31,10 @@ pub struct Options {
     pub segment_bytes: u64,
     /// Largest accepted payload. Default 4 MiB.
     pub max_record_bytes: usize,
+    /// Memory bound on records queued for the committer but not yet written
+    /// (a stalled disk); beyond it appends fail with [`Error::QueueFull`].
+    /// Raised to `max_record_bytes` if smaller. Default 64 MiB.
+    pub max_queued_bytes: usize,
     pub fsync: FsyncPolicy,
     /// fsyncs in flight at once under [`FsyncPolicy::Always`]. The kernel
     /// merges concurrent flushes, so a few in flight multiply durable
@@ -50,6 +54,7 @@ impl Default for Options {
             max_bytes: 1 << 30,
             segment_bytes: 32 << 20,
             max_record_bytes: 4 << 20,
+            max_queued_bytes: 64 << 20,
             fsync: FsyncPolicy::Always,
             sync_parallelism: 4,
             cursor_sync_interval: Duration::from_millis(200),
@@ -87,6 +92,9 @@ impl Options {
         }
         self.segment_bytes = self.segment_bytes.clamp(4 << 10, self.max_bytes / 4);
         self.sync_parallelism = self.sync_parallelism.clamp(1, 64);
+        self.max_queued_bytes = self
+            .max_queued_bytes
+            .max(self.max_record_bytes + crate::frame::HEADER_LEN);
         Ok(self)
     }
 }

@@ -97,6 +97,18 @@ impl Inner {
             self.reserved.fetch_sub(bytes, Ordering::AcqRel);
             return Err(Error::Closed);
         }
+        let queued = q.buf.len() as u64;
+        let limit = self.opts.max_queued_bytes as u64;
+        // An empty queue takes any batch, so one oversized batch cannot be
+        // refused forever; memory stays bounded by limit + one batch.
+        if queued > 0 && queued + bytes > limit {
+            drop(q);
+            self.reserved.fetch_sub(bytes, Ordering::AcqRel);
+            self.counters
+                .full_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Error::QueueFull { queued, limit });
+        }
         let was_empty = q.count == 0;
         for p in payloads {
             crate::frame::push_unsealed(&mut q.buf, p.as_ref());
