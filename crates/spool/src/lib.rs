@@ -62,8 +62,25 @@
 //!     spool.append_async(body).await
 //! }
 //! ```
-//! A delivery worker can wait with `reader.readable().await` when
-//! [`Reader::fetch`] returns nothing, or block with [`Reader::fetch_wait`].
+//! A delivery worker (one tokio task per output) loops on
+//! [`Reader::next_batch`], delivers with its own retries, then acks:
+//! ```
+//! # use aerie_spool::{Error, Reader};
+//! async fn deliver_loop(mut reader: Reader) -> Result<(), Error> {
+//!     loop {
+//!         let batch = reader.next_batch(256).await?;
+//!         if batch.is_empty() {
+//!             return Ok(()); // spool shutting down
+//!         }
+//!         for rec in batch {
+//!             // send(&rec.payload).await with backoff; past max age:
+//!             // reader.dead_letter(&rec, "older than max_age")?
+//!             reader.ack(rec.seq)?;
+//!         }
+//!     }
+//! }
+//! ```
+//! Blocking code can use [`Reader::fetch_wait`] instead.
 //!
 //! # Storage
 //! `DIR/segments/<first seq>.seg` log segments (frames: length, CRC32, seq,

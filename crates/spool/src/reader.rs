@@ -168,6 +168,19 @@ impl Reader {
         }
     }
 
+    /// Async [`Reader::fetch`] that waits for at least one record (the
+    /// delivery worker's loop). Returns an empty vector only when the spool is
+    /// shutting down. The reads themselves are short page-cache reads.
+    pub async fn next_batch(&mut self, max: usize) -> Result<Vec<Record>> {
+        loop {
+            let recs = self.fetch(max)?;
+            if !recs.is_empty() || self.spool.inner().shutdown.load(Ordering::Acquire) {
+                return Ok(recs);
+            }
+            self.readable().await;
+        }
+    }
+
     /// Resolves when records newer than the ones fetched may be available.
     pub fn readable(&self) -> Readable<'_> {
         Readable { reader: self }

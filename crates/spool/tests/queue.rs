@@ -515,3 +515,32 @@ fn damaged_sealed_segment_keeps_prefix_and_later_segments() {
     assert_eq!(r.depth(), 0);
     assert_eq!(spool.append(b"new").unwrap(), 600);
 }
+
+#[test]
+fn async_api_is_send_for_tokio_spawn() {
+    fn assert_send<T: Send + 'static>(_: &T) {}
+    fn assert_send_ref<T: Send>(_: &T) {}
+    let tmp = TempDir::new("send");
+    let spool = Spool::open(tmp.path(), Options::default()).unwrap();
+    let mut r = spool.reader("out").unwrap();
+    let append = spool.append_async(b"x");
+    assert_send(&append);
+    assert_send(&spool.append_batch_async(&[b"y"]));
+    assert_send(&r);
+    assert_eq!(block_on(append).unwrap(), 0);
+    {
+        let next = r.next_batch(10);
+        assert_send_ref(&next);
+        let got = block_on(next).unwrap();
+        assert_eq!(got.len(), 2);
+    }
+    // next_batch waits for a record appended later from another thread.
+    let spool2 = spool.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        spool2.append(b"late").unwrap()
+    });
+    let got = block_on(r.next_batch(10)).unwrap();
+    assert_eq!(got[0].payload, b"late");
+    assert_eq!(got[0].seq, t.join().unwrap());
+}
