@@ -59,3 +59,82 @@ pub async fn collect(
     }
     kept
 }
+
+/// This thread's id (the tests make their syscalls on the test thread).
+pub fn gettid() -> u32 {
+    // SAFETY: no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// Syscall exits of thread `tid`, collected until every name in `wanted` was seen.
+pub async fn syscalls_of(
+    cap: &mut Capture,
+    tid: u32,
+    wanted: &[&str],
+) -> Vec<(Event, aerie_detector::event::SyscallEvent)> {
+    use aerie_detector::event::EventKind;
+    let events = collect(
+        cap,
+        Duration::from_secs(10),
+        |e| e.tid == tid && matches!(e.kind, EventKind::Syscall(_)),
+        |evs| {
+            wanted.iter().all(|w| {
+                evs.iter()
+                    .any(|e| matches!(&e.kind, EventKind::Syscall(s) if s.name == *w))
+            })
+        },
+    )
+    .await;
+    events
+        .into_iter()
+        .filter_map(|e| match e.kind.clone() {
+            EventKind::Syscall(s) => Some((e, s)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first event named `name`, or a panic listing what was seen.
+pub fn first<'a>(
+    evs: &'a [(Event, aerie_detector::event::SyscallEvent)],
+    name: &str,
+) -> &'a aerie_detector::event::SyscallEvent {
+    evs.iter()
+        .map(|(_, s)| s)
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| {
+            let seen: Vec<_> = evs.iter().map(|(_, s)| s.name).collect();
+            panic!("no {name} event; saw {seen:?}")
+        })
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("aerie-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.0
+            .join(name)
+            .to_str()
+            .expect("utf-8 temp path")
+            .to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A C string for raw syscalls.
+pub fn c(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s).expect("no NUL in test string")
+}
