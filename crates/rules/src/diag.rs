@@ -152,3 +152,9 @@ pub struct ItemCounts {
     /// Rules defined with `enabled: false`.
     pub disabled_rules: usize,
 }
+
+/// Falco's `validate --json` document: `{"falco_load_results": [...]}`, one entry per file.
+pub fn load_results_json(results: &[FileResult]) -> String {
+    let body = serde_json::json!({ "falco_load_results": results });
+    serde_json::to_string_pretty(&body).unwrap_or_default()
+}

@@ -85,6 +85,21 @@ pub struct CompiledRule {
     node: Node,
 }
 
+impl CompiledRule {
+    /// One JSON object describing the rule (`list-rules --json`).
+    pub fn summary_json(&self) -> String {
+        serde_json::json!({
+            "name": self.name,
+            "priority": self.priority.as_str(),
+            "source": self.source,
+            "enabled": self.enabled,
+            "tags": self.tags,
+            "desc": self.desc.trim(),
+        })
+        .to_string()
+    }
+}
+
 /// The fields of one source and the rules indexed by event type.
 #[derive(Debug)]
 struct SourceIndex {

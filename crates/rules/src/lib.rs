@@ -54,7 +54,10 @@ mod output;
 mod value;
 pub mod yaml;
 
-pub use diag::{Context, ErrorCode, FileResult, ItemCounts, LoadError, LoadWarning, WarningCode};
+pub use diag::{
+    Context, ErrorCode, FileResult, ItemCounts, LoadError, LoadWarning, WarningCode,
+    load_results_json,
+};
 pub use engine::{
     CompiledRule, Engine, EngineConfig, Matches, RuleId, RuleLoader, RuleMatching, Selection,
 };

@@ -90,6 +90,54 @@ impl Node {
     }
 }
 
+impl Node {
+    /// The node as JSON: plain scalars become numbers, bools and nulls where YAML reads
+    /// them so; quoted scalars stay strings; mapping keys become strings.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.kind {
+            Kind::Null => J::Null,
+            Kind::Scalar { text, plain } => {
+                if !*plain {
+                    return J::String(text.clone());
+                }
+                match text.as_str() {
+                    "true" | "True" | "TRUE" => return J::Bool(true),
+                    "false" | "False" | "FALSE" => return J::Bool(false),
+                    _ => {}
+                }
+                if let Ok(i) = text.parse::<i64>() {
+                    return J::from(i);
+                }
+                if let Ok(u) = text.parse::<u64>() {
+                    return J::from(u);
+                }
+                if text.contains('.')
+                    && let Ok(f) = text.parse::<f64>()
+                    && let Some(n) = serde_json::Number::from_f64(f)
+                {
+                    return J::Number(n);
+                }
+                J::String(text.clone())
+            }
+            Kind::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Kind::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = match &k.kind {
+                            Kind::Scalar { text, .. } => text.clone(),
+                            Kind::Null => String::new(),
+                            _ => k.to_json().to_string(),
+                        };
+                        (key, v.to_json())
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
 fn mark_of(m: &yaml_rust2::scanner::Marker) -> Mark {
     Mark {
         line: m.line(),
