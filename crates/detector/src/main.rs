@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use aerie_detector::config::{DetectorConfig, OutputSpec};
 use clap::{Parser, Subcommand};
 
+mod rules_cli;
+
 #[derive(Parser)]
 #[command(
     name = "aerie-detector",
@@ -23,6 +25,8 @@ enum Command {
     /// Capture syscalls on this host, evaluate the rules and emit alerts (needs root or
     /// CAP_BPF + CAP_PERFMON + CAP_SYS_RESOURCE + CAP_SYS_PTRACE).
     Run(RunArgs),
+    #[command(flatten)]
+    Rules(rules_cli::RulesCommand),
 }
 
 #[derive(clap::Args)]
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
+        Command::Rules(cmd) => rules_cli::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -504,7 +504,7 @@ impl<'a> EventCtx<'a> {
                 None => return false,
             },
             Src::ProcCwd => match self.proc {
-                Some(p) => out(Value::Str(&p.cwd)),
+                Some(p) => dir_with_slash(&p.cwd, out),
                 None => return false,
             },
             Src::ProcComm => match self.proc {
@@ -617,6 +617,18 @@ impl<'a> EventCtx<'a> {
     }
 }
 
+/// A directory as Falco prints it: with a trailing slash.
+fn dir_with_slash(dir: &str, out: &mut dyn FnMut(Value<'_>)) {
+    if dir.ends_with('/') {
+        out(Value::Str(dir));
+    } else {
+        let mut s = String::with_capacity(dir.len() + 1);
+        s.push_str(dir);
+        s.push('/');
+        out(Value::Str(&s));
+    }
+}
+
 fn local(f: &FdInfo) -> Option<SocketAddr> {
     f.local
 }
@@ -647,10 +659,6 @@ fn cmdline_of(p: &Process) -> &str {
 
 fn comm_of(p: &Process) -> &str {
     &p.comm
-}
-
-fn cwd_of(p: &Process) -> &str {
-    &p.cwd
 }
 
 fn exepath_of(p: &Process) -> &str {
@@ -881,7 +889,14 @@ impl<'a> Event for EventCtx<'a> {
                 }
                 Option::None => false,
             },
-            ProcCwd => proc_str!(cwd_of),
+            // Falco writes directories with a trailing slash (`/dev/shm/`), and rules rely on it.
+            ProcCwd => match p {
+                Some(p) => {
+                    dir_with_slash(&p.cwd, out);
+                    true
+                }
+                Option::None => false,
+            },
             ProcTty => match p {
                 Some(p) => {
                     out(Value::Int(i64::from(p.tty)));

@@ -42,10 +42,30 @@ impl fmt::Display for MissingPrivileges {
 impl std::error::Error for MissingPrivileges {}
 
 /// Check the current process, from `/proc/self/status`.
+///
+/// Only CAP_BPF and CAP_PERFMON are strictly required on current kernels: since 5.11 BPF
+/// memory is charged to the memory cgroup, so CAP_SYS_RESOURCE (raising RLIMIT_MEMLOCK) is
+/// only needed on older kernels, and without CAP_SYS_PTRACE some other users' /proc entries
+/// are unreadable (their exe path and cwd stay empty until they exec). Those two are
+/// reported as a warning; the loader's own error names them if the kernel insists.
 pub fn check_current() -> Result<(), MissingPrivileges> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    check_status(&status)
+    match check_status(&status) {
+        Ok(()) => Ok(()),
+        Err(e) if e.missing.iter().all(|c| ADVISORY.contains(c)) => {
+            tracing::warn!(
+                "running without {}: fine on kernels since 5.11 (BPF memory is charged to the \
+                 memory cgroup); if loading fails, grant it or run as full root",
+                e.missing.join(", ")
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
+
+/// Capabilities whose absence is not fatal on current kernels.
+const ADVISORY: [&str; 2] = ["CAP_SYS_RESOURCE", "CAP_SYS_PTRACE"];
 
 /// Check a `/proc/PID/status` text. CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, as it
 /// does on kernels before 5.8 and in the kernel's own checks.

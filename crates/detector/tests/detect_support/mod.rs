@@ -1,0 +1,221 @@
+//! Runs the real `aerie-detector` binary (eBPF attached, alerts to a file) for tests that
+//! perform real actions. Needs root: skipped with a notice otherwise, failing under CI=true.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aerie_alert::Alert;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Falco's upstream rules, or `None` with a notice (a failure under CI=true).
+pub fn falco_rules() -> Option<PathBuf> {
+    let p = repo_root().join("../shared/falco-rules/falco_rules.yaml");
+    if p.exists() {
+        return Some(p);
+    }
+    require(&format!("{} is missing", p.display()));
+    None
+}
+
+fn require(why: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why}, and CI=true requires this test to run");
+    }
+    eprintln!("notice: skipping: {why}");
+}
+
+/// Whether this process can load eBPF programs; prints the skip notice when not.
+pub fn privileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        require("not running as root");
+        return false;
+    }
+    true
+}
+
+/// A fresh scratch directory.
+pub fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("aerie-detect-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A running detector writing alerts to a file.
+pub struct Detector {
+    child: Child,
+    alerts: PathBuf,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Detector {
+    /// Start with these rule files and wait until it has attached and read /proc.
+    pub fn start(rules: &[PathBuf], dir: &Path) -> Detector {
+        let alerts = dir.join("alerts.jsonl");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aerie-detector"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(dir.join("no-such-config.yaml"))
+            .arg("--output")
+            .arg(format!("file:{}", alerts.display()));
+        for r in rules {
+            cmd.arg("--rules").arg(r);
+        }
+        // A missing explicit --config is an error; use the defaults through an empty file.
+        std::fs::write(dir.join("no-such-config.yaml"), "{}\n").unwrap();
+        let mut child = cmd
+            .env("AERIE_DETECTOR__METRICS__LISTEN", "127.0.0.1:0")
+            .env("AERIE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning aerie-detector");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let keep = stderr.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.contains("processes read from /proc") {
+                    let _ = tx.send(());
+                }
+                keep.lock().unwrap().push(line);
+            }
+        });
+        let ready = rx.recv_timeout(Duration::from_secs(90)).is_ok();
+        let mut d = Detector {
+            child,
+            alerts,
+            stderr,
+        };
+        if !ready {
+            let _ = d.child.kill();
+            panic!(
+                "aerie-detector did not become ready:\n{}",
+                d.stderr.lock().unwrap().join("\n")
+            );
+        }
+        d
+    }
+
+    /// Every alert written so far.
+    pub fn alerts(&self) -> Vec<Alert> {
+        let text = std::fs::read_to_string(&self.alerts).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Wait up to `timeout` for an alert of `rule` that `pred` accepts.
+    pub fn wait_for(
+        &self,
+        rule: &str,
+        timeout: Duration,
+        pred: impl Fn(&Alert) -> bool,
+    ) -> Option<Alert> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(a) = self
+                .alerts()
+                .into_iter()
+                .find(|a| a.rule == rule && pred(a))
+            {
+                return Some(a);
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop with SIGINT; returns whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        // SAFETY: plain kill(2) on our child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Detector {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run a command to completion (its exit status is not interesting to detection tests).
+pub fn run(cmd: &mut Command) {
+    let _ = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("running a test action");
+}
+
+/// Our own task name, which is what children see as `proc.pname`.
+pub fn my_comm() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Collects failures so that one run reports every broken case.
+#[derive(Default)]
+pub struct Failures(Vec<String>);
+
+impl Failures {
+    pub fn check(&mut self, ok: bool, what: impl Into<String>) {
+        if !ok {
+            self.0.push(what.into());
+        }
+    }
+
+    pub fn finish(self, d: Detector) {
+        let log = d.stderr.lock().unwrap().join("\n");
+        let alerts: Vec<String> = d.alerts().iter().map(|a| a.to_json()).collect();
+        eprintln!("{} alerts written; checked cases:", alerts.len());
+        for a in d.alerts() {
+            if a.output_fields
+                .values()
+                .any(|v| v.as_str().is_some_and(|s| s.contains("aerie")))
+            {
+                eprintln!("  {}: {}", a.rule, a.output);
+            }
+        }
+        let clean = d.stop();
+        let mut f = self.0;
+        if !clean {
+            f.push("aerie-detector did not exit cleanly on SIGINT".into());
+        }
+        assert!(
+            f.is_empty(),
+            "{} failure(s):\n- {}\n--- detector log:\n{log}\n--- alerts:\n{}",
+            f.len(),
+            f.join("\n- "),
+            alerts.join("\n")
+        );
+    }
+}
