@@ -122,7 +122,6 @@ struct RawOutput {
     timeout: Option<String>,
     retry: Option<RawRetry>,
     tls: Option<RawTls>,
-    workers: Option<usize>,
     // slack
     webhook_url: Option<String>,
     webhook_url_file: Option<String>,
@@ -324,7 +323,6 @@ pub struct OutputConfig {
     pub timeout: Duration,
     pub retry: RetryConfig,
     pub tls: TlsConfig,
-    pub workers: usize,
     /// Slack webhook URL, PagerDuty API URL, or webhook address.
     pub url: Secret,
     pub routing_key: Secret,
@@ -864,7 +862,6 @@ impl Builder<'_> {
             timeout: self.dur(&f("timeout"), &o.timeout, Duration::from_secs(10))?,
             retry,
             tls,
-            workers: o.workers.unwrap_or(1).clamp(1, 64),
             url,
             routing_key: routing_key.unwrap_or_default(),
             method,
@@ -970,7 +967,6 @@ impl RawOutput {
             timeout: None,
             retry: None,
             tls: None,
-            workers: None,
             webhook_url: None,
             webhook_url_file: None,
             routing_key: None,

@@ -81,9 +81,10 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 fn check_config(path: &Path) -> anyhow::Result<()> {
     let cfg = load(path)?;
     Templates::load(&cfg)?;
+    let checked = Templates::check_dir(&cfg.templates_dir)?;
     aerie_router::routing::Router::new(&cfg).map_err(anyhow::Error::msg)?;
     println!(
-        "{}: OK ({} outputs, {} routes, templates from {})",
+        "{}: OK ({} outputs, {} routes, {checked} templates in {})",
         path.display(),
         cfg.outputs.len(),
         cfg.routes.len(),

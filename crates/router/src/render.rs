@@ -171,6 +171,38 @@ impl Templates {
         Ok(Templates { per_output })
     }
 
+    /// Compile every `*.hbs` file in `dir` (also those no output uses yet); returns how many.
+    pub fn check_dir(dir: &Path) -> Result<usize, TemplateLoadError> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("hbs") {
+                continue;
+            }
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| TemplateLoadError {
+                file: file.clone(),
+                line: None,
+                column: None,
+                reason: format!("cannot read: {e}"),
+            })?;
+            let mut hb = Handlebars::new();
+            register_helpers(&mut hb);
+            hb.register_template_string("t", &text)
+                .map_err(|e| TemplateLoadError {
+                    file,
+                    line: e.pos().map(|p| p.0),
+                    column: e.pos().map(|p| p.1),
+                    reason: e.reason().to_string(),
+                })?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     pub fn has_template(&self, output: usize) -> bool {
         matches!(self.per_output.get(output), Some(Some(_)))
     }

@@ -249,3 +249,61 @@ async fn retries_honour_retry_after_and_survive_5xx() {
     );
     r.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn slack_message_carries_the_dedup_count() {
+    let slack = Receiver::start(Api::Slack).await;
+    let r = start_router(&format!(
+        "templates_dir: {}\ndedup: {{ window: 300ms }}\noutputs:\n  - {{name: s, type: slack, webhook_url: \"{}\"}}\n",
+        templates_dir(),
+        slack.url()
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(post(r.addr, "/", FALCO_DOC_ALERT).await.0, 200);
+    }
+    slack.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(post(r.addr, "/", FALCO_DOC_ALERT).await.0, 200);
+    let got = slack.wait_for(2).await;
+    assert_eq!(got.len(), 2);
+    let first = got[0].json().to_string();
+    assert!(!first.contains("repeated"), "{first}");
+    let blocks = got[1].json()["attachments"][0]["blocks"].clone();
+    let ctx = blocks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "context")
+        .expect("a context block with the count");
+    assert_eq!(
+        ctx["elements"][0]["text"],
+        ":repeat: repeated 2 times in 300ms"
+    );
+    assert!(slack.violations().is_empty(), "{:?}", slack.violations());
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_settings_are_checked_at_start() {
+    let cfg = aerie_router::config::Config::parse(
+        "t.yaml",
+        "outputs:\n  - {name: w, type: webhook, url: \"https://127.0.0.1:9/\", tls: {ca_file: /nonexistent/ca.pem}}\n",
+        &std::collections::BTreeMap::<String, String>::new(),
+    )
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = aerie_router::server::start(cfg, Some(l))
+        .await
+        .err()
+        .expect("missing CA refused");
+    assert!(format!("{err:#}").contains("tls.ca_file"), "{err:#}");
+
+    let half = aerie_router::config::Config::parse(
+        "t.yaml",
+        "outputs:\n  - {name: w, type: webhook, url: \"https://x/\", tls: {client_cert_file: /a.pem}}\n",
+        &std::collections::BTreeMap::<String, String>::new(),
+    )
+    .unwrap_err();
+    assert_eq!(half.field, "outputs[0].tls");
+}
