@@ -354,3 +354,77 @@ async fn overlay_upper_layer_exe_is_flagged() {
     let lower = get("lower-true");
     assert!(lower.exe_on_overlay && !lower.exe_upper_layer, "{lower:#?}");
 }
+
+#[tokio::test]
+async fn controlling_tty_is_reported() {
+    if !root_or_skip("controlling_tty_is_reported") {
+        return;
+    }
+    let mut cap = start(&[]);
+    // script(1) runs the command on a new pty that becomes its controlling terminal.
+    let marker = format!("aerie-tty-{}", std::process::id());
+    let status = Command::new("script")
+        .args([
+            "-q",
+            "-e",
+            "-c",
+            &format!("/bin/echo {marker}"),
+            "/dev/null",
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("script(1) (util-linux) is needed; scripts/bootstrap installs it");
+    assert!(status.success());
+    let evs = collect(
+        &mut cap,
+        Duration::from_secs(10),
+        |e| matches!(&e.kind, EventKind::Exec(x) if x.argv.contains(&marker) && x.filename == "/bin/echo"),
+        |evs| !evs.is_empty(),
+    )
+    .await;
+    let EventKind::Exec(x) = &evs.first().expect("exec of echo under script").kind else {
+        unreachable!()
+    };
+    let major = x.details.tty >> 20;
+    assert!(
+        (136..=143).contains(&major),
+        "pty slave major, got tty {:#x}",
+        x.details.tty
+    );
+
+    // Without a terminal: no tty.
+    let mut child = Command::new("/bin/true")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("true");
+    let pid = child.id();
+    child.wait().expect("wait");
+    let evs = collect(
+        &mut cap,
+        Duration::from_secs(10),
+        |e| e.pid == pid && matches!(e.kind, EventKind::Exec(_)),
+        |evs| !evs.is_empty(),
+    )
+    .await;
+    let EventKind::Exec(x) = &evs.first().expect("exec of true").kind else {
+        unreachable!()
+    };
+    let own_tty = std::fs::read_link("/proc/self/fd/0")
+        .ok()
+        .is_some_and(|p| p.starts_with("/dev/pts") || p.starts_with("/dev/tty"));
+    if !own_tty {
+        // only meaningful when the test itself has no controlling terminal (CI)
+        let ctty = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')').next().and_then(|rest| {
+                    rest.split_whitespace()
+                        .nth(4)
+                        .and_then(|v| v.parse::<i32>().ok())
+                })
+            });
+        if ctty == Some(0) {
+            assert_eq!(x.details.tty, 0);
+        }
+    }
+}

@@ -414,6 +414,14 @@ impl Capture {
         &self.attached
     }
 
+    /// Kernel ids of the loaded programs (as `bpftool prog show` lists them).
+    pub fn program_ids(&self) -> Vec<u32> {
+        self._ebpf
+            .programs()
+            .filter_map(|(_, p)| p.info().ok().map(|i| i.id()))
+            .collect()
+    }
+
     /// Bytes per ring buffer.
     pub fn ring_bytes(&self) -> u32 {
         self.ring_bytes
