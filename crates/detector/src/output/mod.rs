@@ -10,6 +10,7 @@ pub use http::HttpOutput;
 pub use queue::{Pushed, SpillQueue};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,6 +26,8 @@ const CHANNEL_CAPACITY: usize = 4096;
 /// Handle the event loop uses to emit alerts.
 pub struct Outputs {
     tx: mpsc::Sender<Arc<str>>,
+    /// How long HTTP outputs may keep delivering at shutdown, in ms (set by `shutdown`).
+    grace_ms: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
     metrics: Arc<Metrics>,
 }
@@ -71,8 +74,14 @@ impl Outputs {
             sinks.push(sink);
         }
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let task = tokio::spawn(write_loop(rx, sinks, metrics.clone()));
-        Ok(Outputs { tx, task, metrics })
+        let grace_ms = Arc::new(AtomicU64::new(2_000));
+        let task = tokio::spawn(write_loop(rx, sinks, metrics.clone(), grace_ms.clone()));
+        Ok(Outputs {
+            tx,
+            grace_ms,
+            task,
+            metrics,
+        })
     }
 
     /// Queue one alert JSON line (no trailing newline). Never blocks: if the output task is
@@ -85,16 +94,20 @@ impl Outputs {
 
     /// Deliver what is queued, give HTTP outputs up to `grace` to drain, and persist the rest.
     pub async fn shutdown(self, grace: Duration) {
+        self.grace_ms
+            .store(grace.as_millis() as u64, Ordering::Relaxed);
         drop(self.tx);
-        let _ = tokio::time::timeout(grace + Duration::from_secs(1), async {
-            let _ = self.task.await;
-        })
-        .await;
-        let _ = grace;
+        // Delivery gets `grace`; persisting what is left to disk gets a little more.
+        let _ = tokio::time::timeout(grace + Duration::from_secs(5), self.task).await;
     }
 }
 
-async fn write_loop(mut rx: mpsc::Receiver<Arc<str>>, mut sinks: Vec<Sink>, metrics: Arc<Metrics>) {
+async fn write_loop(
+    mut rx: mpsc::Receiver<Arc<str>>,
+    mut sinks: Vec<Sink>,
+    metrics: Arc<Metrics>,
+    grace_ms: Arc<AtomicU64>,
+) {
     let mut buf = Vec::with_capacity(4096);
     while let Some(line) = rx.recv().await {
         buf.clear();
@@ -123,7 +136,10 @@ async fn write_loop(mut rx: mpsc::Receiver<Arc<str>>, mut sinks: Vec<Sink>, metr
                 let _ = file.flush().await;
                 let _ = file.sync_data().await;
             }
-            Sink::Http(h) => h.shutdown(Duration::from_secs(2)).await,
+            Sink::Http(h) => {
+                h.shutdown(Duration::from_millis(grace_ms.load(Ordering::Relaxed)))
+                    .await
+            }
             Sink::Stdout(mut out) => {
                 let _ = out.flush().await;
             }
