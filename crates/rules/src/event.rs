@@ -13,6 +13,8 @@ pub trait Event {
 
     /// The event type (`openat`, `execve`, ...), used to pick the rules that can match.
     /// `None` means unknown: only rules without an `evt.type` constraint are evaluated.
+    /// When `Some`, it must be the value `extract` gives for `evt.type`: the engine
+    /// evaluates `evt.type` comparisons from it directly.
     fn event_type(&self) -> Option<&str>;
 
     /// Extract `field`: call `out` once per value (several times for a multi-valued field,

@@ -233,7 +233,8 @@ impl<'a> Compiler<'a> {
         };
         let evt_types = (name == "evt.type"
             && lhs.transforms.is_empty()
-            && matches!(op, Op::Eq | Op::In | Op::Intersects))
+            && matches!(op, Op::Eq | Op::In | Op::Intersects)
+            && matches!(rhs, Rhs::Value(_) | Rhs::List(_) | Rhs::ListRef(_)))
         .then(|| self.list_items(rhs));
 
         let compiled_rhs = match (op, rhs) {

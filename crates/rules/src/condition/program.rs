@@ -283,7 +283,15 @@ impl Program {
                 }
                 r
             }
-            Node::Check(c) => eval_check(c, ev, s),
+            Node::Check(c) => {
+                // `evt.type` checks read the type the index already used, without extracting.
+                if c.evt_types.is_some()
+                    && let Some(t) = ev.event_type()
+                {
+                    return compare(c, &Value::Str(t), &[]);
+                }
+                eval_check(c, ev, s)
+            }
         }
     }
 }
