@@ -1,0 +1,138 @@
+//! The real binary: serve, SIGHUP template reload, SIGTERM drains the queues and exits 0.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{read_lines, temp_dir};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn wait_healthy(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("router exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "router did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn post(port: u16, path: &str, body: String) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
+fn wait_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = read_lines(path);
+        if l.len() >= n {
+            return l;
+        }
+        assert!(Instant::now() < deadline, "{} lines of {n}", l.len());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serve_reloads_on_sighup_and_drains_on_sigterm() {
+    let dir = temp_dir("process");
+    let tpl = dir.join("templates");
+    std::fs::create_dir_all(&tpl).unwrap();
+    std::fs::write(
+        tpl.join("line.hbs"),
+        "{\"v\":1,\"rule\":\"{{alert.rule}}\"}",
+    )
+    .unwrap();
+    let port = free_port();
+    let file = dir.join("out/alerts.jsonl");
+    let cfg = dir.join("router.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{port}\ntemplates_dir: {}\noutputs:\n  - {{name: a, type: file, path: {}, template: line.hbs, fsync: always}}\n",
+            tpl.display(),
+            file.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aerie-router"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_healthy(port, &mut child);
+    let alert = |rule: &str| {
+        format!(
+            r#"{{"output":"x","priority":"Warning","rule":"{rule}","time":"2023-05-25T13:44:05Z"}}"#
+        )
+    };
+    assert_eq!(post(port, "/", alert("before")), 200);
+    assert_eq!(wait_lines(&file, 1)[0]["v"], 1);
+
+    std::fs::write(
+        tpl.join("line.hbs"),
+        "{\"v\":2,\"rule\":\"{{alert.rule}}\"}",
+    )
+    .unwrap();
+    signal(&child, "HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 1;
+    loop {
+        assert_eq!(post(port, "/", alert("after")), 200);
+        n += 1;
+        let lines = wait_lines(&file, n);
+        if lines[n - 1]["v"] == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload the template"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A batch, then SIGTERM at once: everything acknowledged is written before exit.
+    let batch: Vec<String> = (0..500).map(|i| alert(&format!("b{i}"))).collect();
+    assert_eq!(post(port, "/v1/alerts", batch.join("\n")), 200);
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    let lines = read_lines(&file);
+    assert_eq!(lines.len(), n + 500);
+    assert_eq!(lines.last().unwrap()["rule"], "b499");
+}
