@@ -292,6 +292,7 @@ fn falco_rules_fire_on_real_actions_on_the_host() {
         format!("benign commands alerted: {benign:?}"),
     );
     f.finish(d);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn memfd_exec(f: &mut Failures, d: &Detector, me: &str) {
