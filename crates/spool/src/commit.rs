@@ -120,6 +120,7 @@ pub(crate) fn start(
         next_job: 0,
         last_sync: Instant::now(),
         unsynced: false,
+        failing: false,
     };
     let spawned = std::thread::Builder::new()
         .name("spool-commit".into())
@@ -159,6 +160,8 @@ struct Committer {
     next_job: u64,
     last_sync: Instant,
     unsynced: bool,
+    /// The last group failed: log the next failure quietly, the recovery loudly.
+    failing: bool,
 }
 
 impl Committer {
@@ -240,7 +243,7 @@ impl Committer {
     }
 
     /// Fail a group that never reached the file, releasing its reservation.
-    fn fail(&self, group: &Group, bytes: usize, err: Error) {
+    fn fail(&mut self, group: &Group, bytes: usize, err: Error) {
         self.inner
             .reserved
             .fetch_sub(bytes as u64, Ordering::AcqRel);
@@ -250,7 +253,12 @@ impl Committer {
             &self.inner.counters.io_errors
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(error = %err, "spool group commit failed");
+        if self.failing {
+            tracing::debug!(error = %err, "spool group commit failed");
+        } else {
+            tracing::warn!(error = %err, "spool group commit failed; appends fail until this clears");
+            self.failing = true;
+        }
         group.complete(Err(err));
     }
 
@@ -284,6 +292,10 @@ impl Committer {
         let written = buf.len() as u64;
         self.active.len += written;
         self.inner.on_disk.fetch_add(written, Ordering::AcqRel);
+        if self.failing {
+            tracing::info!("spool group commits succeed again");
+            self.failing = false;
+        }
         let first_seq = self.next_seq;
         self.next_seq += count;
         self.inner
