@@ -320,7 +320,8 @@ pub struct EventCtx<'a> {
     pub fd: Option<&'a FdInfo>,
     pub users: &'a UserDb,
     pub hostname: &'a str,
-    scratch: RefCell<String>,
+    /// Reused text buffer, owned by the caller so that building a context allocates nothing.
+    scratch: &'a RefCell<String>,
 }
 
 impl<'a> EventCtx<'a> {
@@ -332,6 +333,7 @@ impl<'a> EventCtx<'a> {
         evfd: EventFd,
         users: &'a UserDb,
         hostname: &'a str,
+        scratch: &'a RefCell<String>,
     ) -> Self {
         let proc = table.get(ev.pid);
         let (fd_num, fd) = match evfd {
@@ -347,7 +349,7 @@ impl<'a> EventCtx<'a> {
             fd,
             users,
             hostname,
-            scratch: RefCell::new(String::with_capacity(256)),
+            scratch,
         }
     }
 

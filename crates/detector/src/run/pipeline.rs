@@ -50,6 +50,7 @@ pub struct Pipeline {
     pub hostname: String,
     matches: Matches,
     num: u64,
+    scratch: std::cell::RefCell<String>,
 }
 
 impl Pipeline {
@@ -61,6 +62,7 @@ impl Pipeline {
             hostname,
             matches: Matches::new(),
             num: 0,
+            scratch: std::cell::RefCell::new(String::with_capacity(256)),
         }
     }
 
@@ -99,6 +101,7 @@ impl Pipeline {
                 evfd,
                 &self.users,
                 &self.hostname,
+                &self.scratch,
             );
             n = self.engine.evaluate(&ctx, &mut self.matches);
             for id in self.matches.iter() {

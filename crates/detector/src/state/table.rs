@@ -202,6 +202,12 @@ impl ProcessTable {
         p.exe_upper_layer = e.exe_upper_layer;
         p.exe_from_memfd = e.exe_from_memfd;
         p.exe_ino = e.exe_ino;
+        // An exec by a non-root user clears the effective and permitted capabilities
+        // (file capabilities and ambient sets are not visible here); root keeps them.
+        if e.euid != 0 && e.uid != 0 {
+            p.cap_effective = 0;
+            p.cap_permitted = 0;
+        }
         p.fds.close_on_exec();
     }
 

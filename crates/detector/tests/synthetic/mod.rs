@@ -135,11 +135,8 @@ impl Scenario {
             argv.extend_from_slice(a.as_bytes());
             argv.push(0);
         }
-        let comm = pr
-            .argv
-            .first()
-            .map(|a| a.rsplit('/').next().unwrap_or(a))
-            .unwrap_or("");
+        // The kernel names a task after the file it executed, not after argv[0].
+        let comm = pr.exe.rsplit('/').next().unwrap_or(pr.exe);
         let comm = &comm[..comm.len().min(15)];
         self.p.on_exec(
             pr.pid,
@@ -234,4 +231,57 @@ impl Scenario {
 /// Names of the rules that fired.
 pub fn rules(alerts: &[Alert]) -> Vec<&str> {
     alerts.iter().map(|a| a.rule.as_str()).collect()
+}
+
+/// Extract fields (as written in a rule: `proc.aname[2]`, `evt.arg.flags`) from `ev` the way
+/// the pipeline would, after applying the event to the state. `None`: not extractable.
+pub fn extract(s: &mut Scenario, ev: &SysEvent<'_>, names: &[&str]) -> Vec<Option<Vec<String>>> {
+    use aerie_detector::fields::EventCtx;
+    use aerie_rules::{Event, FieldArg, FieldRef, syscall_fields};
+    let evfd = s.p.tracker.before(ev);
+    let scratch = std::cell::RefCell::new(String::new());
+    let out = {
+        let ctx = EventCtx::new(
+            ev,
+            &s.p.tracker.table,
+            &s.p.tracker.transient,
+            evfd,
+            &s.p.users,
+            &s.p.hostname,
+            &scratch,
+        );
+        names
+            .iter()
+            .map(|name| {
+                let reg = syscall_fields();
+                let (id, info, arg) = match name.split_once('[') {
+                    Some((base, rest)) => {
+                        let a = rest.trim_end_matches(']');
+                        let (id, info) = reg.get(base).unwrap_or_else(|| panic!("{base}"));
+                        let arg = match a.parse::<u64>() {
+                            Ok(i) => FieldArg::Index(i),
+                            Err(_) => FieldArg::Key(a),
+                        };
+                        (id, info, arg)
+                    }
+                    None => {
+                        let (id, info, key) = reg.resolve(name).unwrap_or_else(|| panic!("{name}"));
+                        (id, info, key.map_or(FieldArg::None, FieldArg::Key))
+                    }
+                };
+                let mut vals = Vec::new();
+                ctx.extract(&FieldRef { id, info, arg }, &mut |v| {
+                    vals.push(v.to_string())
+                })
+                .then_some(vals)
+            })
+            .collect()
+    };
+    s.p.tracker.after(ev);
+    out
+}
+
+/// One single-valued field.
+pub fn one(s: &mut Scenario, ev: &SysEvent<'_>, name: &str) -> Option<String> {
+    extract(s, ev, &[name]).remove(0).map(|v| v.join(","))
 }
