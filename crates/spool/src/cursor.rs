@@ -102,13 +102,28 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
+/// Most acked-out-of-order records a cursor file may describe (sanity bound
+/// when decoding).
+const MAX_ACKED_ABOVE: u64 = 1 << 24;
+
+/// File layout: magic, `low`, run count, runs of `(first, len)` covering
+/// `acked_above`, CRC32. Runs keep the file small in the usual case of one
+/// stuck record with everything after it acked.
 pub(crate) fn encode(low: u64, acked_above: &BTreeSet<u64>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24 + acked_above.len() * 8);
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &s in acked_above {
+        match runs.last_mut() {
+            Some((first, len)) if *first + *len == s => *len += 1,
+            _ => runs.push((s, 1)),
+        }
+    }
+    let mut out = Vec::with_capacity(24 + runs.len() * 16);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&low.to_le_bytes());
-    out.extend_from_slice(&(acked_above.len() as u32).to_le_bytes());
-    for s in acked_above {
-        out.extend_from_slice(&s.to_le_bytes());
+    out.extend_from_slice(&(runs.len() as u64).to_le_bytes());
+    for (first, len) in runs {
+        out.extend_from_slice(&first.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -122,15 +137,22 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<CursorState> {
     }
     let rest = body.strip_prefix(&MAGIC)?;
     let (low, rest) = rest.split_first_chunk::<8>()?;
-    let (n, mut rest) = rest.split_first_chunk::<4>()?;
+    let (n, mut rest) = rest.split_first_chunk::<8>()?;
     let low = u64::from_le_bytes(*low);
-    let n = u32::from_le_bytes(*n) as usize;
-    if rest.len() != n * 8 {
+    let n = u64::from_le_bytes(*n);
+    if rest.len() as u64 != n.checked_mul(16)? {
         return None;
     }
     let mut acked_above = BTreeSet::new();
-    while let Some((s, tail)) = rest.split_first_chunk::<8>() {
-        acked_above.insert(u64::from_le_bytes(*s));
+    let mut total = 0u64;
+    while let Some((first, tail)) = rest.split_first_chunk::<8>() {
+        let (len, tail) = tail.split_first_chunk::<8>()?;
+        let (first, len) = (u64::from_le_bytes(*first), u64::from_le_bytes(*len));
+        total = total.checked_add(len)?;
+        if total > MAX_ACKED_ABOVE {
+            return None;
+        }
+        acked_above.extend(first..first.checked_add(len)?);
         rest = tail;
     }
     Some(CursorState {
@@ -175,8 +197,13 @@ mod tests {
 
     #[test]
     fn cursor_round_trip_and_damage() {
-        let set: BTreeSet<u64> = [12, 15, 99].into_iter().collect();
+        let set: BTreeSet<u64> = [12, 15, 16, 17, 99]
+            .into_iter()
+            .chain(200..10_000)
+            .collect();
         let bytes = encode(10, &set);
+        // Four runs, not 9,805 entries.
+        assert_eq!(bytes.len(), 8 + 8 + 8 + 4 * 16 + 4);
         let st = decode(&bytes).expect("valid");
         assert_eq!(st.low, 10);
         assert_eq!(st.acked_above, set);
