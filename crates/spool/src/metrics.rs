@@ -82,3 +82,86 @@ pub struct ConsumerMetrics {
     /// Every record below this sequence number is acked.
     pub acked_low: u64,
 }
+
+impl Metrics {
+    /// Append these metrics in the Prometheus text format, names prefixed
+    /// with `prefix` (e.g. `aerie_router_spool`), for a `/metrics` handler.
+    pub fn write_prometheus(&self, out: &mut String, prefix: &str) {
+        use std::fmt::Write;
+        let gauges = [
+            (
+                "bytes_on_disk",
+                "Bytes in spool segment files.",
+                self.bytes_on_disk,
+            ),
+            (
+                "max_bytes",
+                "Configured spool size limit in bytes.",
+                self.max_bytes,
+            ),
+            ("segments", "Spool segment files.", self.segments as u64),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {prefix}_{name} {help}\n# TYPE {prefix}_{name} gauge\n{prefix}_{name} {v}"
+            );
+        }
+        let counters = [
+            (
+                "appended_records_total",
+                "Records made durable.",
+                self.appended_records,
+            ),
+            (
+                "commit_groups_total",
+                "Group commits (one write each).",
+                self.commit_groups,
+            ),
+            ("fsyncs_total", "fsync calls on segment files.", self.fsyncs),
+            (
+                "full_rejections_total",
+                "Appends refused by the size or queue limit.",
+                self.full_rejections,
+            ),
+            (
+                "disk_full_errors_total",
+                "Group commits failed by a full filesystem.",
+                self.disk_full_errors,
+            ),
+            (
+                "io_errors_total",
+                "Group commits failed by other I/O errors.",
+                self.io_errors,
+            ),
+            (
+                "dead_lettered_total",
+                "Records moved to the dead-letter file.",
+                self.dead_lettered,
+            ),
+            (
+                "reclaimed_bytes_total",
+                "Bytes freed by deleting acked segments.",
+                self.reclaimed_bytes,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {prefix}_{name} {help}\n# TYPE {prefix}_{name} counter\n{prefix}_{name} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {prefix}_consumer_depth Records not yet acked by the consumer.\n# TYPE {prefix}_consumer_depth gauge"
+        );
+        for c in &self.consumers {
+            // Consumer names are restricted to [A-Za-z0-9._-]: no label escaping needed.
+            let _ = writeln!(
+                out,
+                "{prefix}_consumer_depth{{consumer=\"{}\"}} {}",
+                c.name, c.depth
+            );
+        }
+    }
+}

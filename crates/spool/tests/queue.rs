@@ -544,3 +544,28 @@ fn async_api_is_send_for_tokio_spawn() {
     assert_eq!(got[0].payload, b"late");
     assert_eq!(got[0].seq, t.join().unwrap());
 }
+
+#[test]
+fn metrics_render_as_prometheus_text() {
+    let tmp = TempDir::new("prom");
+    let spool = Spool::open(tmp.path(), Options::default()).unwrap();
+    let mut r = spool.reader("slack-secops").unwrap();
+    spool.append_batch(&[b"a", b"b", b"c"]).unwrap();
+    r.fetch(1).unwrap();
+    r.ack(0).unwrap();
+    let mut text = String::new();
+    spool.metrics().write_prometheus(&mut text, "aerie_spool");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+    };
+    assert_eq!(value("aerie_spool_appended_records_total"), 3.0);
+    assert_eq!(
+        value("aerie_spool_consumer_depth{consumer=\"slack-secops\"}"),
+        2.0
+    );
+    assert!(value("aerie_spool_fsyncs_total") >= 1.0);
+    assert!(value("aerie_spool_bytes_on_disk") > 0.0);
+    assert!(text.contains("# TYPE aerie_spool_full_rejections_total counter"));
+}
