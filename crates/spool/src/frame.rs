@@ -106,7 +106,7 @@ fn checksum(frame: &[u8]) -> u32 {
 
 /// Append a frame with placeholder seq/CRC (filled in by [`seal`]) to `out`.
 /// Appenders call this under the queue lock; the committer seals the group.
-pub fn push_unsealed(out: &mut Vec<u8>, payload: &[u8]) {
+pub(crate) fn push_unsealed(out: &mut Vec<u8>, payload: &[u8]) {
     // Callers check the length against the configured limit first.
     let len = payload.len() as u32;
     out.extend_from_slice(&len.to_le_bytes());
@@ -117,7 +117,7 @@ pub fn push_unsealed(out: &mut Vec<u8>, payload: &[u8]) {
 /// Fill in sequence numbers (from `first_seq`), timestamps and CRCs for every
 /// frame in `buf`, which must hold only frames written by [`push_unsealed`].
 /// Returns the number of frames.
-pub fn seal(buf: &mut [u8], first_seq: u64, now_ms: u64) -> u64 {
+pub(crate) fn seal(buf: &mut [u8], first_seq: u64, now_ms: u64) -> u64 {
     let mut off = 0;
     let mut seq = first_seq;
     let mut count = 0;

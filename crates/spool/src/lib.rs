@@ -91,6 +91,7 @@ mod commit;
 mod cursor;
 mod deadletter;
 mod error;
+/// On-disk record format (public for tools and the fuzz target).
 pub mod frame;
 mod group;
 mod maintenance;
