@@ -12,16 +12,22 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aerie_spool::{Options, Spool};
+use aerie_spool::{FsyncPolicy, Options, Spool};
 use common::TempDir;
 
 const CHILD_ENV: &str = "AERIE_SPOOL_CRASH_CHILD_DIR";
 const ROUND_ENV: &str = "AERIE_SPOOL_CRASH_ROUND";
+const POLICY_ENV: &str = "AERIE_SPOOL_CRASH_FSYNC_INTERVAL_MS";
 
-fn child_options() -> Options {
+/// `interval_ms`: `FsyncPolicy::Interval` instead of the default `Always`
+/// (appends then return before the fsync; a process kill must not matter).
+fn child_options(interval_ms: Option<u64>) -> Options {
     Options {
         segment_bytes: 64 << 10,
         cursor_sync_interval: Duration::from_millis(5),
+        fsync: interval_ms.map_or(FsyncPolicy::Always, |ms| {
+            FsyncPolicy::Interval(Duration::from_millis(ms))
+        }),
         ..Options::default()
     }
 }
@@ -35,7 +41,8 @@ fn crash_child() {
         return;
     };
     let round = std::env::var(ROUND_ENV).unwrap_or_default();
-    let spool = Spool::open(&dir, child_options()).expect("child open");
+    let interval = std::env::var(POLICY_ENV).ok().and_then(|v| v.parse().ok());
+    let spool = Spool::open(&dir, child_options(interval)).expect("child open");
     let _lazy = spool.reader("lazy").expect("lazy reader");
     let mut fast = spool.reader("fast").expect("fast reader");
     let out = Arc::new(Mutex::new(std::io::stdout()));
@@ -64,12 +71,21 @@ fn crash_child() {
 
 /// Run one child until it has reported `want` appends, SIGKILL it, and return
 /// the acknowledged (seq, payload) pairs it printed.
-fn run_and_kill(dir: &std::path::Path, round: u32, want: usize) -> Vec<(u64, String)> {
+fn run_and_kill(
+    dir: &std::path::Path,
+    interval_ms: Option<u64>,
+    round: u32,
+    want: usize,
+) -> Vec<(u64, String)> {
     let exe = std::env::current_exe().expect("test binary path");
-    let mut child = Command::new(exe)
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+    let mut cmd = Command::new(exe);
+    cmd.args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir)
-        .env(ROUND_ENV, round.to_string())
+        .env(ROUND_ENV, round.to_string());
+    if let Some(ms) = interval_ms {
+        cmd.env(POLICY_ENV, ms.to_string());
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -118,17 +134,26 @@ fn run_and_kill(dir: &std::path::Path, round: u32, want: usize) -> Vec<(u64, Str
 
 #[test]
 fn sigkill_mid_append_loses_no_acknowledged_record() {
+    kill_rounds_then_verify(None);
+}
+
+#[test]
+fn sigkill_with_interval_fsync_loses_no_acknowledged_record() {
+    kill_rounds_then_verify(Some(50));
+}
+
+fn kill_rounds_then_verify(interval_ms: Option<u64>) {
     let tmp = TempDir::new("crash");
     let mut acked: BTreeMap<u64, String> = BTreeMap::new();
     for round in 0..2 {
-        for (seq, p) in run_and_kill(tmp.path(), round, 3000) {
+        for (seq, p) in run_and_kill(tmp.path(), interval_ms, round, 3000) {
             assert!(
                 acked.insert(seq, p).is_none(),
                 "seq {seq} acknowledged twice"
             );
         }
     }
-    let spool = Spool::open(tmp.path(), child_options()).expect("reopen after kill");
+    let spool = Spool::open(tmp.path(), child_options(interval_ms)).expect("reopen after kill");
     let m = spool.metrics();
     let mut lazy = spool.reader("lazy").expect("lazy");
     let mut on_disk = BTreeMap::new();
@@ -157,7 +182,7 @@ fn sigkill_mid_append_loses_no_acknowledged_record() {
     // Records appended but killed before their ack was printed may exist too.
     let extra = on_disk.len() - acked.len();
     println!(
-        "crash test: {} acknowledged, {} on disk ({extra} unreported), {} bytes truncated at open, fast consumer at {:?}",
+        "crash test ({interval_ms:?}): {} acknowledged, {} on disk ({extra} unreported), {} bytes truncated at open, fast consumer at {:?}",
         acked.len(),
         on_disk.len(),
         m.recovered_truncated_bytes,
