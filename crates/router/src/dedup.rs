@@ -127,9 +127,11 @@ pub enum Verdict {
     Suppress,
 }
 
+/// 8 bytes per live key (16 with the key): at 1M keys the map stays near 36 MB.
 struct Entry {
-    window_end: Instant,
-    suppressed: u64,
+    /// Window end, in milliseconds after `DedupState::base`.
+    end_ms: u32,
+    suppressed: u32,
 }
 
 /// A window that ended with suppressed repeats, for the optional summary.
@@ -139,17 +141,39 @@ pub struct Expired {
     pub suppressed: u64,
 }
 
+/// Windows longer than this are capped (the millisecond clock is 32-bit, rebased by sweeps).
+pub const MAX_WINDOW: Duration = Duration::from_millis(1 << 31);
+
 /// Per-output dedup state.
-#[derive(Default)]
 pub struct DedupState {
+    base: Instant,
     entries: HashMap<u64, Entry>,
     /// Counts of windows that ended with repeats not yet carried by a delivery.
     pending: HashMap<u64, u64>,
 }
 
+impl Default for DedupState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl DedupState {
     pub fn new() -> Self {
-        Self::default()
+        DedupState {
+            base: Instant::now(),
+            entries: HashMap::new(),
+            pending: HashMap::new(),
+        }
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base).as_millis() as u64
+    }
+
+    fn end_ms(&self, now: Instant, window: Duration) -> u32 {
+        let w = window.min(MAX_WINDOW).as_millis() as u64;
+        (self.ms(now) + w).min(u32::MAX as u64) as u32
     }
 
     pub fn len(&self) -> usize {
@@ -169,15 +193,17 @@ impl DedupState {
         if window.is_zero() {
             return Verdict::Deliver { repeated: 0 };
         }
+        let now_ms = self.ms(now);
+        let end_ms = self.end_ms(now, window);
         match self.entries.get_mut(&key) {
-            Some(e) if now < e.window_end => {
-                e.suppressed += 1;
+            Some(e) if now_ms < e.end_ms as u64 => {
+                e.suppressed = e.suppressed.saturating_add(1);
                 Verdict::Suppress
             }
             Some(e) => {
                 // The window ended; this alert opens a new one and carries the old count.
-                let repeated = e.suppressed + self.pending.remove(&key).unwrap_or(0);
-                e.window_end = now + window;
+                let repeated = e.suppressed as u64 + self.pending.remove(&key).unwrap_or(0);
+                e.end_ms = end_ms;
                 e.suppressed = 0;
                 Verdict::Deliver { repeated }
             }
@@ -186,7 +212,7 @@ impl DedupState {
                 self.entries.insert(
                     key,
                     Entry {
-                        window_end: now + window,
+                        end_ms,
                         suppressed: 0,
                     },
                 );
@@ -199,23 +225,32 @@ impl DedupState {
     /// returned (the summary reports their count); other counts wait for the next delivery.
     pub fn sweep(&mut self, now: Instant, summarize: impl Fn(u64) -> bool) -> Vec<Expired> {
         let mut out = Vec::new();
+        let now_ms = self.ms(now);
         let pending = &mut self.pending;
         self.entries.retain(|&key, e| {
-            if now < e.window_end {
+            if now_ms < e.end_ms as u64 {
                 return true;
             }
             if e.suppressed > 0 {
                 if summarize(key) {
                     out.push(Expired {
                         key,
-                        suppressed: e.suppressed,
+                        suppressed: e.suppressed as u64,
                     });
                 } else {
-                    *pending.entry(key).or_insert(0) += e.suppressed;
+                    *pending.entry(key).or_insert(0) += e.suppressed as u64;
                 }
             }
             false
         });
+        // Keep the 32-bit millisecond clock in range: move the base up to `now`.
+        if now_ms >= 1 << 31 {
+            let delta = now_ms.min(u32::MAX as u64) as u32;
+            for e in self.entries.values_mut() {
+                e.end_ms = e.end_ms.saturating_sub(delta);
+            }
+            self.base += Duration::from_millis(delta as u64);
+        }
         out
     }
 }
@@ -266,8 +301,8 @@ mod tests {
     #[test]
     fn suppresses_inside_window_and_carries_count() {
         let w = Duration::from_secs(600);
-        let t0 = Instant::now();
         let mut d = DedupState::new();
+        let t0 = Instant::now();
         assert_eq!(d.check(1, w, t0), Verdict::Deliver { repeated: 0 });
         for i in 1..=37 {
             assert_eq!(
@@ -286,14 +321,15 @@ mod tests {
     #[test]
     fn sweep_summarizes_or_keeps_counts_pending() {
         let w = Duration::from_secs(10);
-        let t0 = Instant::now();
         let mut d = DedupState::new();
+        let t0 = Instant::now();
         d.check(1, w, t0);
         d.check(1, w, t0);
         d.check(1, w, t0);
         d.check(2, w, t0);
-        let end = t0 + w;
         let mut without = DedupState::new();
+        let t0 = Instant::now();
+        let end = t0 + w;
         without.check(1, w, t0);
         without.check(1, w, t0);
         assert!(without.sweep(end, |_| false).is_empty());
@@ -311,6 +347,26 @@ mod tests {
         assert!(d.is_empty());
         // Reported by the summary: the next delivery starts from zero.
         assert_eq!(d.check(1, w, end), Verdict::Deliver { repeated: 0 });
+    }
+
+    #[test]
+    fn clock_rebases_without_losing_windows() {
+        let mut d = DedupState::new();
+        let t0 = Instant::now();
+        let w = Duration::from_secs(3600);
+        let late = t0 + Duration::from_millis((1 << 31) + 5000);
+        d.check(1, w, late);
+        d.check(1, w, late);
+        assert!(d.sweep(late, |_| true).is_empty());
+        // After the rebase the window still ends an hour after `late`.
+        assert_eq!(
+            d.check(1, w, late + Duration::from_secs(3599)),
+            Verdict::Suppress
+        );
+        assert_eq!(
+            d.check(1, w, late + Duration::from_secs(3601)),
+            Verdict::Deliver { repeated: 2 }
+        );
     }
 
     #[test]
