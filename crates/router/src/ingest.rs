@@ -195,7 +195,12 @@ fn accept(app: &App, alerts: Vec<Alert>, test: bool, start: Instant) -> Response
                 }
             }
             m.observe_ingest(start.elapsed());
-            (StatusCode::OK, axum::Json(json!({"accepted": n}))).into_response()
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                format!("{{\"accepted\":{n}}}"),
+            )
+                .into_response()
         }
         Err(e) => {
             m.requests_busy.fetch_add(1, Relaxed);
