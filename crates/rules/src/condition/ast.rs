@@ -185,8 +185,7 @@ impl fmt::Display for Operand {
 pub fn write_value(f: &mut impl fmt::Write, v: &str) -> fmt::Result {
     let bare_ok = !v.is_empty()
         && v.bytes().all(|c| {
-            !matches!(c, b'(' | b')' | b'"' | b'\'' | b'=' | b',' | b'\\')
-                && !c.is_ascii_whitespace()
+            !matches!(c, b'(' | b')' | b'"' | b'\'' | b'=' | b',' | b'\\') && c > b' ' && c != 0x7f
         })
         && !matches!(v, "and" | "or" | "not");
     if bare_ok {
