@@ -5,6 +5,9 @@
 //! p99; then RSS with 1M distinct dedup keys live. Client and router share this process and the
 //! machine's cores, so the figures are conservative.
 //!
+//! `alerts/CPU-s` divides by the CPU time the process (router and client) used, a figure that
+//! other load on the machine does not distort; on N idle cores the ceiling is about N times it.
+//!
 //! Environment: BENCH_SECS (per phase, default 5), BENCH_CONNS (default 16),
 //! BENCH_KEYS (dedup keys for the RSS phase, default 1000000).
 
@@ -91,6 +94,8 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
 
 struct Phase {
     alerts: u64,
+    /// CPU seconds this process (router + client) used during the phase.
+    cpu_secs: f64,
     ingest_secs: f64,
     drained_secs: f64,
     lat_us: Vec<u32>,
@@ -106,6 +111,7 @@ async fn run_phase(
 ) -> Phase {
     let stop = Arc::new(AtomicBool::new(false));
     let processed_before = processed(core);
+    let cpu0 = cpu_secs();
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..conns {
@@ -154,9 +160,11 @@ async fn run_phase(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let drained_secs = t0.elapsed().as_secs_f64();
+    let cpu_secs = cpu_secs() - cpu0;
     lat_us.sort_unstable();
     Phase {
         alerts,
+        cpu_secs,
         ingest_secs,
         drained_secs,
         lat_us,
@@ -174,6 +182,20 @@ fn pct(v: &[u32], p: f64) -> f64 {
         return 0.0;
     }
     v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+}
+
+/// User + system CPU time of this process, from /proc/self/stat (clock ticks of 10 ms).
+fn cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime are 14 and 15.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
 }
 
 fn rss_mb() -> f64 {
@@ -248,19 +270,20 @@ routes:
         // Warm-up.
         run_phase(addr, &core, conns, 1, 1, seq.clone()).await;
         println!(
-            "{:<22} {:>10} {:>14} {:>14} {:>9} {:>9}",
-            "phase", "alerts", "ingest/s", "end-to-end/s", "p50 ms", "p99 ms"
+            "{:<22} {:>10} {:>12} {:>13} {:>9} {:>9} {:>12}",
+            "phase", "alerts", "ingest/s", "end-to-end/s", "p50 ms", "p99 ms", "alerts/CPU-s"
         );
         for (name, batch) in [("POST / (1 per req)", 1), ("POST /v1/alerts x50", 50)] {
             let p = run_phase(addr, &core, conns, secs, batch, seq.clone()).await;
             println!(
-                "{:<22} {:>10} {:>14.0} {:>14.0} {:>9.3} {:>9.3}",
+                "{:<22} {:>10} {:>12.0} {:>13.0} {:>9.3} {:>9.3} {:>12.0}",
                 name,
                 p.alerts,
                 p.alerts as f64 / p.ingest_secs,
                 p.alerts as f64 / p.drained_secs,
                 pct(&p.lat_us, 0.5),
-                pct(&p.lat_us, 0.99)
+                pct(&p.lat_us, 0.99),
+                p.alerts as f64 / p.cpu_secs.max(0.01)
             );
         }
         // RSS with `keys` distinct dedup keys live (10 m window): batches of distinct alerts.
