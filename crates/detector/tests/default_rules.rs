@@ -456,6 +456,10 @@ fn proc_1_root() {
     let a = s.open(110, "/proc/1/root/etc/crontab", O_WRONLY | O_TRUNC, 3);
     assert_eq!(rules(&a), [RULE]);
     assert_eq!(a[0].field_str("fd.name"), Some("/proc/1/root/etc/crontab"));
+    // A refused attempt fires too, and says so.
+    let a = s.open(110, "/proc/1/root/etc/shadow", O_RDONLY, -13);
+    assert_eq!(rules(&a), [RULE]);
+    assert!(a[0].output.contains("result=EACCES"), "{}", a[0].output);
     // Other /proc files, and /proc/1/rootfs-like names, do not fire.
     assert!(s.open(110, "/proc/1/status", O_RDONLY, 4).is_empty());
     assert!(

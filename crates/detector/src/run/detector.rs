@@ -122,9 +122,11 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
             interest.unsupported.join(" ")
         );
     }
+    let ids: Vec<String> = capture.program_ids().iter().map(u32::to_string).collect();
     eprintln!(
-        "aerie-detector: programs {}; {} ring buffer(s) of {} KiB",
+        "aerie-detector: programs {} (program ids: {}); {} ring buffer(s) of {} KiB",
         capture.attached_programs().join(", "),
+        ids.join(" "),
         capture.ring_count(),
         capture.ring_bytes() / 1024
     );

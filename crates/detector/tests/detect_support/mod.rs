@@ -182,6 +182,44 @@ pub fn my_comm() -> String {
         .to_owned()
 }
 
+/// Program ids from the start-up banner (`program ids: 12 13 14`).
+pub fn program_ids(log: &str) -> Vec<u32> {
+    log.lines()
+        .find_map(|l| l.split("program ids: ").nth(1))
+        .map(|rest| {
+            rest.split(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a BPF program with this id is loaded (BPF_PROG_GET_FD_BY_ID succeeds).
+pub fn program_loaded(id: u32) -> bool {
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    // union bpf_attr for this command: prog_id, next_id, open_flags.
+    let mut attr = [0u32; 4];
+    attr[0] = id;
+    // SAFETY: bpf(2) reads `size` bytes of `attr`, which lives for the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_GET_FD_BY_ID,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: closing the fd the kernel just gave us.
+        unsafe { libc::close(fd as i32) };
+        return true;
+    }
+    false
+}
+
 /// Collects failures so that one run reports every broken case.
 #[derive(Default)]
 pub struct Failures(Vec<String>);
@@ -205,10 +243,26 @@ impl Failures {
                 eprintln!("  {}: {}", a.rule, a.output);
             }
         }
+        let ids = program_ids(&log);
         let clean = d.stop();
         let mut f = self.0;
         if !clean {
             f.push("aerie-detector did not exit cleanly on SIGINT".into());
+        }
+        if ids.is_empty() {
+            f.push("the start-up banner lists no program ids".into());
+        }
+        // The kernel frees programs after an RCU grace period: give it a moment.
+        let end = Instant::now() + Duration::from_secs(10);
+        while ids.iter().any(|id| program_loaded(*id)) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for id in ids {
+            if program_loaded(id) {
+                f.push(format!(
+                    "eBPF program {id} is still loaded after the detector stopped"
+                ));
+            }
         }
         assert!(
             f.is_empty(),
