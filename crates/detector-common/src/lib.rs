@@ -278,6 +278,11 @@ pub struct Config {
     pub self_tgid: u32,
     /// Number of ring buffers in use: a power of two, 1..=MAX_RINGS.
     pub nr_rings: u32,
+    /// Wake the reader only once this many bytes are waiting in a ring (0 = every record).
+    /// Below it records are submitted with BPF_RB_NO_WAKEUP and the reader's timer picks
+    /// them up: a wake-up is an IPI (a VM exit under virtualisation), far dearer than a record.
+    pub wakeup_bytes: u32,
+    pub _pad: u32,
     pub offsets: KernelOffsets,
 }
 

@@ -95,12 +95,30 @@ pub fn ring(cfg: &Config) -> &'static RingBuf {
     }
 }
 
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+/// Wake the reader only when enough data waits (see `Config::wakeup_bytes`).
+#[inline(always)]
+fn wakeup_flag(cfg: &Config, ring: &RingBuf) -> u64 {
+    if cfg.wakeup_bytes == 0 {
+        return 0;
+    }
+    if ring.query(BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes as u64 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
 /// Copy `len` bytes at `data` into this CPU's ring and count the outcome.
 #[inline(always)]
 pub fn output(cfg: &Config, data: *const u8, len: usize) {
     // SAFETY: callers bound `len` by the size of the buffer behind `data`.
     let bytes = unsafe { core::slice::from_raw_parts(data, len) };
-    match ring(cfg).output::<[u8]>(bytes, 0) {
+    let ring = ring(cfg);
+    match ring.output::<[u8]>(bytes, wakeup_flag(cfg, ring)) {
         Ok(()) => count(counter::SENT),
         Err(_) => count(counter::DROP_RING_FULL),
     }
@@ -109,10 +127,11 @@ pub fn output(cfg: &Config, data: *const u8, len: usize) {
 /// Send a fixed-size header-only record with reserve/submit (no copy).
 #[inline(always)]
 pub fn submit_header(cfg: &Config, hdr: &EventHeader) {
-    match ring(cfg).reserve::<EventHeader>(0) {
+    let ring = ring(cfg);
+    match ring.reserve::<EventHeader>(0) {
         Some(mut entry) => {
             entry.write(*hdr);
-            entry.submit(0);
+            entry.submit(wakeup_flag(cfg, ring));
             count(counter::SENT);
         }
         None => count(counter::DROP_RING_FULL),
@@ -129,10 +148,11 @@ pub struct ProcRecord {
 
 #[inline(always)]
 pub fn submit_proc(cfg: &Config, rec: &ProcRecord) {
-    match ring(cfg).reserve::<ProcRecord>(0) {
+    let ring = ring(cfg);
+    match ring.reserve::<ProcRecord>(0) {
         Some(mut entry) => {
             entry.write(*rec);
-            entry.submit(0);
+            entry.submit(wakeup_flag(cfg, ring));
             count(counter::SENT);
         }
         None => count(counter::DROP_RING_FULL),

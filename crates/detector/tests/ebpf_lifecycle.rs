@@ -56,6 +56,7 @@ async fn a_full_ring_is_counted_as_drops() {
         rings: Some(1),
         syscalls: Some(vec!["close".into()]),
         exclude_self: false,
+        ..CaptureConfig::default()
     };
     let mut cap = Capture::start(cfg).expect("start");
     // Each close record is 144 bytes + 8 of ring header: a 4 KiB ring holds ~26.

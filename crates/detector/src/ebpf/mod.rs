@@ -93,6 +93,14 @@ pub struct CaptureConfig {
     pub syscalls: Option<Vec<String>>,
     /// Do not report the detector's own process (default true).
     pub exclude_self: bool,
+    /// The kernel wakes the reader once this many bytes wait in a ring (default 64 KiB,
+    /// capped at a quarter of the ring); smaller amounts are collected every
+    /// `poll_interval`. 0 = wake on every record (lowest latency, highest cost: each
+    /// wake-up is an inter-processor interrupt).
+    pub wakeup_bytes: u32,
+    /// How often the reader checks the rings without a wake-up (default 2 ms): the bound
+    /// on how long a record can wait in a quiet ring.
+    pub poll_interval: std::time::Duration,
 }
 
 impl Default for CaptureConfig {
@@ -102,6 +110,8 @@ impl Default for CaptureConfig {
             rings: None,
             syscalls: None,
             exclude_self: true,
+            wakeup_bytes: 64 << 10,
+            poll_interval: std::time::Duration::from_millis(2),
         }
     }
 }
@@ -159,6 +169,7 @@ pub struct Capture {
     counters: PerCpuArray<MapData, u64>,
     syscalls: Array<MapData, SyscallSpec>,
     clock: Clock,
+    poll: Option<tokio::time::Interval>,
     attached: Vec<&'static str>,
     missing_offsets: Vec<&'static str>,
     ring_bytes: u32,
@@ -223,6 +234,8 @@ impl Capture {
             let value = Config {
                 self_tgid,
                 nr_rings,
+                wakeup_bytes: cfg.wakeup_bytes.min(cfg.ring_bytes / 4),
+                _pad: 0,
                 offsets: resolved.offsets,
             };
             config
@@ -262,6 +275,13 @@ impl Capture {
             counters,
             syscalls,
             clock: Clock::now(),
+            poll: (cfg.wakeup_bytes > 0).then(|| {
+                let mut tick = tokio::time::interval(
+                    cfg.poll_interval.max(std::time::Duration::from_micros(100)),
+                );
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick
+            }),
             attached: Vec::new(),
             missing_offsets: resolved.missing,
             ring_bytes: cfg.ring_bytes,
@@ -330,6 +350,7 @@ impl Capture {
 
     /// Wait until at least one record is available, then drain every ring buffer into
     /// `out` (appended), sorted by kernel timestamp. Returns how many events were added.
+    /// A record waits at most `poll_interval` (or until `wakeup_bytes` accumulate).
     /// Records that fail to decode are counted in [`Counters::decode_errors`] and skipped.
     pub async fn next_batch(&mut self, out: &mut Vec<Event>) -> Result<usize, CaptureError> {
         loop {
@@ -339,11 +360,13 @@ impl Capture {
                 out[start..].sort_by_key(|e| e.boot_ns);
                 return Ok(out.len() - start);
             }
-            // Nothing buffered: wait for any ring to become readable, clear its readiness,
-            // then drain again (clearing before draining loses no wake-up).
+            // Nothing buffered: wait for any ring to become readable (or the poll tick, for
+            // records below the wake-up threshold), clear readiness, then drain again
+            // (clearing before draining loses no wake-up).
             let rings = &mut self.rings;
+            let poll = &mut self.poll;
             std::future::poll_fn(|cx| {
-                let mut ready = false;
+                let mut ready = poll.as_mut().is_some_and(|t| t.poll_tick(cx).is_ready());
                 for ring in rings.iter_mut() {
                     match ring.poll_read_ready_mut(cx) {
                         Poll::Ready(Ok(mut guard)) => {

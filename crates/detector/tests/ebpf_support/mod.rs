@@ -29,6 +29,7 @@ pub fn start(syscalls: &[&str]) -> Capture {
         rings: None,
         syscalls: Some(syscalls.iter().map(|s| s.to_string()).collect()),
         exclude_self: false,
+        ..CaptureConfig::default()
     };
     Capture::start(cfg).unwrap_or_else(|e| panic!("Capture::start: {e}"))
 }
