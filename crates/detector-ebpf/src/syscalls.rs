@@ -6,7 +6,7 @@
 
 use aya_ebpf::{
     bindings::pt_regs,
-    helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str},
+    helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -37,10 +37,10 @@ fn spec(nr: u64) -> Option<&'static SyscallSpec> {
 
 #[inline(always)]
 fn reg(p: *const u64) -> u64 {
-    let mut v = 0u64;
-    // SAFETY: reads 8 bytes of the tracepoint's pt_regs; failure leaves 0.
-    unsafe { bpf_probe_read_kernel((&mut v as *mut u64).cast(), 8, p.cast()) };
-    v
+    // SAFETY: `p` points into the tracepoint's `struct pt_regs *` argument, which tp_btf
+    // types as a trusted BTF pointer: the verifier checks the field against the kernel's
+    // BTF and turns this into a fault-tolerant load, much cheaper than a helper call.
+    unsafe { core::ptr::read_volatile(p) }
 }
 
 /// x86_64 syscall arguments: rdi, rsi, rdx, r10, r8, r9.
