@@ -15,8 +15,8 @@ pub enum TextPattern {
 }
 
 impl TextPattern {
-    /// `/.../` is a regex (unanchored, as in Alertmanager's `=~` would be anchored — we anchor
-    /// neither: write `^...$` to anchor); text with `*` or `?` is a whole-string glob.
+    /// `/.../` is a regex, unanchored (write `^...$` to anchor); text with `*` or `?` is a glob
+    /// over the whole string; anything else must match exactly.
     pub fn parse(p: &str) -> Result<TextPattern, String> {
         if p.len() >= 2 && p.starts_with('/') && p.ends_with('/') {
             return Regex::new(&p[1..p.len() - 1])
