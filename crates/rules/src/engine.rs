@@ -290,6 +290,7 @@ impl RuleLoader {
         let mut used_macros = macro_refs_used;
         let mut warnings: Vec<(WarningCode, String, Context)> = Vec::new();
         let mut compilers: HashMap<String, Compiler<'_>> = HashMap::new();
+        let mut macro_types = HashMap::new();
         for r in &self.coll.rules {
             if r.unknown_source {
                 continue;
@@ -369,7 +370,7 @@ impl RuleLoader {
                     continue;
                 }
             };
-            let event_types = compile::event_types(&node, &prog, 0);
+            let event_types = compile::event_types(&node, &prog, &mut macro_types);
             if event_types.is_none() && r.warn_evttypes && r.source == aerie_alert::DEFAULT_SOURCE {
                 warnings.push((
                     WarningCode::NoEvttype,
@@ -381,7 +382,8 @@ impl RuleLoader {
                 lists: &lists,
                 macros: &macros,
             };
-            let expanded = compile::expand(&ast, &scope, 0).to_string();
+            let expanded =
+                compile::expand(&ast, &scope, 0, &mut compile::EXPAND_BUDGET.clone()).to_string();
             rules.push(CompiledRule {
                 name: r.name.clone(),
                 desc: r.desc.clone(),
@@ -475,34 +477,49 @@ fn unquote(item: &str) -> String {
     }
 }
 
+/// Expand every list, with nested lists resolved (only lists defined before a list are
+/// visible to it). Each list is expanded once and items are de-duplicated, so nesting
+/// cannot blow up time or size.
 fn expand_lists(coll: &Collection) -> HashMap<String, Vec<String>> {
     fn expand(
         coll: &Collection,
         name: &str,
-        visibility: usize,
         depth: usize,
-        out: &mut Vec<String>,
-    ) -> bool {
-        let Some(l) = coll.list(name) else {
-            return false;
-        };
-        if l.index >= visibility || depth > 32 {
-            return false;
+        memo: &mut HashMap<String, Vec<String>>,
+    ) -> Vec<String> {
+        if let Some(v) = memo.get(name) {
+            return v.clone();
         }
+        let Some(l) = coll.list(name) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for item in &l.items {
-            if !expand(coll, item, l.visibility, depth + 1, out) {
-                out.push(unquote(item));
+            let nested = coll
+                .list(item)
+                .filter(|n| n.index < l.visibility && depth < 32 && n.name != l.name);
+            if nested.is_some() {
+                for v in expand(coll, item, depth + 1, memo) {
+                    if seen.insert(v.clone()) {
+                        out.push(v);
+                    }
+                }
+            } else {
+                let v = unquote(item);
+                if seen.insert(v.clone()) {
+                    out.push(v);
+                }
             }
         }
-        true
+        memo.insert(name.to_owned(), out.clone());
+        out
     }
-    let mut map = HashMap::new();
+    let mut memo = HashMap::new();
     for l in &coll.lists {
-        let mut items = Vec::new();
-        expand(coll, &l.name, usize::MAX, 0, &mut items);
-        map.insert(l.name.clone(), items);
+        expand(coll, &l.name, 0, &mut memo);
     }
-    map
+    memo
 }
 
 /// Does `name` match a glob (`*` and `?`)?

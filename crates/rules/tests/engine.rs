@@ -619,3 +619,27 @@ fn macros_see_only_earlier_macros_and_malformed_yaml_is_located() {
         "Rules content is not yaml array of objects"
     );
 }
+
+#[test]
+fn doubling_macros_and_lists_stay_bounded() {
+    // Each macro uses the previous one twice, each list includes the previous one twice:
+    // naive expansion would be 2^40 nodes.
+    let mut yaml =
+        String::from("- macro: m0\n  condition: proc.name = x\n- list: l0\n  items: [x]\n");
+    for i in 1..=40 {
+        yaml += &format!(
+            "- macro: m{i}\n  condition: (m{p} or m{p})\n- list: l{i}\n  items: [l{p}, l{p}, b{i}]\n",
+            p = i - 1
+        );
+    }
+    yaml += "- rule: r\n  desc: d\n  condition: evt.type = execve and m40 and proc.name in (l40)\n  output: o\n  priority: info\n";
+    let start = std::time::Instant::now();
+    let e = ok(&yaml);
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(
+        fired(&e, r#"{"fields":{"evt.type":"execve","proc.name":"x"}}"#),
+        ["r"]
+    );
+    let r = e.rule_by_name("r").unwrap().1;
+    assert!(r.expanded_condition.len() < 10_000_000);
+}

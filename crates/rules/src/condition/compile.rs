@@ -370,16 +370,18 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The event types a compiled condition can match; `None` means any type.
-pub fn event_types(node: &Node, prog: &program::Program, depth: usize) -> Option<BTreeSet<String>> {
-    if depth > MAX_EXPANDED_DEPTH {
-        return None;
-    }
+/// The event types a compiled condition can match; `None` means any type. Results for
+/// macros are memoized in `macro_types`, so shared macros are visited once.
+pub fn event_types(
+    node: &Node,
+    prog: &program::Program,
+    macro_types: &mut HashMap<u32, Option<BTreeSet<String>>>,
+) -> Option<BTreeSet<String>> {
     match node {
         Node::And(items) => {
             let mut acc: Option<BTreeSet<String>> = None;
             for i in items.iter() {
-                if let Some(s) = event_types(i, prog, depth + 1) {
+                if let Some(s) = event_types(i, prog, macro_types) {
                     acc = Some(match acc {
                         None => s,
                         Some(a) => a.intersection(&s).cloned().collect(),
@@ -391,28 +393,50 @@ pub fn event_types(node: &Node, prog: &program::Program, depth: usize) -> Option
         Node::Or(items) => {
             let mut acc = BTreeSet::new();
             for i in items.iter() {
-                acc.extend(event_types(i, prog, depth + 1)?);
+                acc.extend(event_types(i, prog, macro_types)?);
             }
             Some(acc)
         }
         Node::Not(_) | Node::Const(_) => None,
-        Node::Macro(i) => event_types(prog.macros.get(*i as usize)?, prog, depth + 1),
+        Node::Macro(i) => {
+            if let Some(t) = macro_types.get(i) {
+                return t.clone();
+            }
+            let t = event_types(prog.macros.get(*i as usize)?, prog, macro_types);
+            macro_types.insert(*i, t.clone());
+            t
+        }
         Node::Check(c) => c.evt_types.as_ref().map(|v| v.iter().cloned().collect()),
     }
 }
 
+/// How many nodes one `expand` may produce before it stops inlining macros.
+pub const EXPAND_BUDGET: usize = 20_000;
+
 /// Expand macros and lists into a condition tree, for display (`describe-rule`).
-pub fn expand(e: &Expr, scope: &Scope<'_>, depth: usize) -> Expr {
+pub fn expand(e: &Expr, scope: &Scope<'_>, depth: usize, budget: &mut usize) -> Expr {
+    *budget = budget.saturating_sub(1);
     if depth > MAX_EXPANDED_DEPTH {
         return e.clone();
     }
     match e {
-        Expr::And(items) => Expr::And(items.iter().map(|i| expand(i, scope, depth + 1)).collect()),
-        Expr::Or(items) => Expr::Or(items.iter().map(|i| expand(i, scope, depth + 1)).collect()),
-        Expr::Not(i) => Expr::Not(Box::new(expand(i, scope, depth + 1))),
+        Expr::And(items) => Expr::And(
+            items
+                .iter()
+                .map(|i| expand(i, scope, depth + 1, budget))
+                .collect(),
+        ),
+        Expr::Or(items) => Expr::Or(
+            items
+                .iter()
+                .map(|i| expand(i, scope, depth + 1, budget))
+                .collect(),
+        ),
+        Expr::Not(i) => Expr::Not(Box::new(expand(i, scope, depth + 1, budget))),
         Expr::Macro { name, .. } => match scope.macros.get(name) {
-            Some(body) => expand(body, scope, depth + 1),
-            None => e.clone(),
+            // Past the budget, macros stay as names: the text stays bounded.
+            Some(body) if *budget > 0 => expand(body, scope, depth + 1, budget),
+            _ => e.clone(),
         },
         Expr::Check {
             left,
