@@ -99,6 +99,27 @@ impl JsonEvent {
         })
     }
 
+    /// `evt.time`, `evt.rawtime` and `evt.time.iso8601` from the event time, when the
+    /// fields do not give them.
+    fn time_field(&self, name: &str, out: &mut dyn FnMut(Value<'_>)) -> bool {
+        let Some(t) = self.time else {
+            return false;
+        };
+        match name {
+            "evt.time" => out(Value::Str(&t.clock_prefix())),
+            "evt.rawtime" => out(Value::Uint(t.unix_nanos().max(0) as u64)),
+            "evt.time.iso8601" | "evt.datetime" => {
+                let iso = serde_json::to_value(t)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                out(Value::Str(&iso))
+            }
+            _ => return false,
+        }
+        true
+    }
+
     fn emit(v: &Json, out: &mut dyn FnMut(Value<'_>)) -> bool {
         match v {
             Json::Null => false,
@@ -148,7 +169,7 @@ impl Event for JsonEvent {
         match field.arg {
             FieldArg::None => match self.fields.get(name) {
                 Some(v) => Self::emit(v, out),
-                None => false,
+                None => self.time_field(name, out),
             },
             FieldArg::Index(n) => {
                 if let Some(v) = self.fields.get(&format!("{name}[{n}]")) {
@@ -264,6 +285,26 @@ mod tests {
         );
         assert_eq!(values(&ev, "proc.pid", FieldArg::None).unwrap(), ["42"]);
         assert!(values(&ev, "fd.name", FieldArg::None).is_none());
+        // Without a time, time fields cannot be extracted.
+        assert!(values(&ev, "evt.time", FieldArg::None).is_none());
+    }
+
+    #[test]
+    fn time_fields_come_from_the_event_time() {
+        let ev =
+            JsonEvent::parse(r#"{"time":"2024-05-01T10:20:30.000000042Z","fields":{}}"#).unwrap();
+        assert_eq!(
+            values(&ev, "evt.time", FieldArg::None).unwrap(),
+            ["10:20:30.000000042"]
+        );
+        assert_eq!(
+            values(&ev, "evt.rawtime", FieldArg::None).unwrap(),
+            ["1714558830000000042"]
+        );
+        assert_eq!(
+            values(&ev, "evt.time.iso8601", FieldArg::None).unwrap(),
+            ["2024-05-01T10:20:30.000000042Z"]
+        );
     }
 
     #[test]

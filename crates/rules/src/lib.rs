@@ -42,6 +42,36 @@
 //! ```
 //!
 //! [`JsonEvent`] is a map-backed implementation for `replay`, `test-rules` and tests.
+//!
+//! # Loading, compiling, evaluating
+//!
+//! ```
+//! use aerie_rules::{EngineConfig, JsonEvent, Matches, RuleLoader, RuleMatching};
+//!
+//! let mut loader = RuleLoader::new(); // the syscall and k8s_audit sources
+//! loader.load_str("rules.yaml", r#"
+//! - list: shells
+//!   items: [bash, sh]
+//! - rule: Shell spawned
+//!   desc: a shell was started
+//!   condition: evt.type = execve and proc.name in (shells)
+//!   output: shell %proc.name (parent %proc.pname)
+//!   priority: WARNING
+//! "#);
+//! // Files load in order; `compile` reports per-file errors and warnings in `results()`.
+//! let engine = loader.compile(&EngineConfig { rule_matching: RuleMatching::All, ..Default::default() });
+//! assert!(!loader.has_errors());
+//! // The event types the enabled rules need (None: every type), for in-kernel filtering.
+//! assert_eq!(engine.event_types("syscall").unwrap().into_iter().collect::<Vec<_>>(), ["execve"]);
+//!
+//! let ev = JsonEvent::parse(r#"{"fields":{"evt.type":"execve","proc.name":"bash"}}"#).unwrap();
+//! let mut matches = Matches::new(); // reuse one per thread: it holds the scratch space
+//! engine.evaluate(&ev, &mut matches);
+//! let id = matches.iter().next().unwrap();
+//! let alert = engine.alert(id, &ev, "node-1");
+//! assert!(alert.output.ends_with("Warning shell bash (parent <NA>)"));
+//! assert_eq!(alert.output_fields["proc.pname"], serde_json::Value::Null);
+//! ```
 
 pub mod condition;
 mod diag;
