@@ -133,6 +133,19 @@ fn test_rules_on_stable_rules() {
 }
 
 #[test]
+fn test_rules_on_k8s_audit_rules() {
+    let Some(dir) = falco_rules() else { return };
+    let rules = dir.join("k8s_audit_rules.yaml").display().to_string();
+    let cases = repo()
+        .join("config/rules/tests/k8s_audit_cases.yaml")
+        .display()
+        .to_string();
+    let (code, out) = run(&["test-rules", "--rules", &rules, &cases]);
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert!(out.contains("2 cases, 2 passed, 0 failed"), "{out}");
+}
+
+#[test]
 fn test_rules_reports_failures() {
     let rules = tmp(
         "r.yaml",
