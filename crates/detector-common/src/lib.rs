@@ -102,7 +102,7 @@ pub mod slot {
     pub const PROC_EXE_NAME: usize = 4;
 }
 
-/// Fixed header of every record. 8-byte aligned, 144 bytes.
+/// Fixed header of every record. 8-byte aligned, 160 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EventHeader {
@@ -134,6 +134,9 @@ pub struct EventHeader {
     /// `task->loginuid` (u32::MAX when unset or unavailable).
     pub loginuid: u32,
     pub _pad1: u32,
+    /// `cred->cap_permitted` / `cred->cap_effective` (capability bit sets).
+    pub cap_permitted: u64,
+    pub cap_effective: u64,
     /// `task->comm`.
     pub comm: [u8; TASK_COMM_LEN],
     /// Length of each variable-length slot.
@@ -165,7 +168,14 @@ pub struct ProcInfo {
     pub exe_fs_magic: u32,
     /// [`walk_flags`] bits (exec only).
     pub walk_flags: u32,
-    pub _pad: u32,
+    /// Process group and session ids (host pid namespace).
+    pub pgid: u32,
+    pub sid: u32,
+    /// The process id inside its own pid namespace (`proc.vpid`).
+    pub vpid: u32,
+    /// Exe inode change / modification times, seconds since the epoch (exec only).
+    pub exe_ctime: i64,
+    pub exe_mtime: i64,
 }
 
 /// `ProcInfo::walk_flags` bits: the walk reached its root (the path is complete).
@@ -268,6 +278,17 @@ pub struct KernelOffsets {
     /// `fs_struct.pwd.dentry`.
     pub fs_pwd_dentry: u32,
     pub bprm_filename: u32,
+    /// `cred.cap_permitted`; `cap_effective` must follow it (checked in user space).
+    pub cred_cap_permitted: u32,
+    /// `signal_struct.pids` (array of `struct pid *` indexed by PIDTYPE_*).
+    pub signal_pids: u32,
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    /// `sizeof(struct upid)`; `upid.nr` is at offset 0.
+    pub upid_size: u32,
+    pub inode_ctime_sec: u32,
+    pub inode_mtime_sec: u32,
+    pub _pad_off: u32,
 }
 
 /// Runtime configuration, entry 0 of the `CONFIG` array map.
@@ -314,6 +335,6 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
 }
 
-const _: () = assert!(core::mem::size_of::<EventHeader>() == 144);
-const _: () = assert!(core::mem::size_of::<ProcInfo>() == 56);
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 160);
+const _: () = assert!(core::mem::size_of::<ProcInfo>() == 80);
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8);

@@ -198,6 +198,8 @@ fn new_record() -> ProcRecord {
             egid: 0,
             loginuid: 0,
             _pad1: 0,
+            cap_permitted: 0,
+            cap_effective: 0,
             comm: [0; 16],
             var_len: [0; VAR_SLOTS],
         },

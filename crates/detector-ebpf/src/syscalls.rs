@@ -340,6 +340,8 @@ fn exit_header(nr: u64, ret: i64, regs: *const pt_regs) -> EventHeader {
         egid: 0,
         loginuid: 0,
         _pad1: 0,
+        cap_permitted: 0,
+        cap_effective: 0,
         comm: [0; 16],
         var_len: [0; VAR_SLOTS],
     }

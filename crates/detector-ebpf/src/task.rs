@@ -74,6 +74,31 @@ pub fn fill_task_ids(hdr: &mut EventHeader, off: &KernelOffsets, task: u64) {
     hdr.euid = read::<u32>(cred, off.cred_euid).unwrap_or(u32::MAX);
     hdr.egid = read::<u32>(cred, off.cred_egid).unwrap_or(u32::MAX);
     hdr.loginuid = read::<u32>(task, off.task_loginuid).unwrap_or(u32::MAX);
+    let caps = read::<[u64; 2]>(cred, off.cred_cap_permitted).unwrap_or([0; 2]);
+    hdr.cap_permitted = caps[0];
+    hdr.cap_effective = caps[1];
+}
+
+/// `a + b` for offsets, keeping ABSENT absent.
+#[inline(always)]
+pub fn add_off(a: u32, b: u32) -> u32 {
+    if a == ABSENT || b == ABSENT {
+        ABSENT
+    } else {
+        a.wrapping_add(b)
+    }
+}
+
+const PIDTYPE_TGID: u32 = 1;
+const PIDTYPE_PGID: u32 = 2;
+const PIDTYPE_SID: u32 = 3;
+
+/// `pid_nr(signal->pids[kind])` in the initial (host) pid namespace.
+#[inline(always)]
+fn signal_pid_nr(off: &KernelOffsets, signal: u64, kind: u32) -> u32 {
+    let pid = ptr(signal, add_off(off.signal_pids, kind * 8));
+    // numbers[0].nr
+    read::<i32>(pid, off.pid_numbers).unwrap_or(0) as u32
 }
 
 /// Identity of an arbitrary task (fork child): pid, tgid, uid, gid from its cred.
@@ -128,6 +153,19 @@ pub fn fill_proc_info(info: &mut ProcInfo, off: &KernelOffsets, task: u64) {
         fl |= exe_flags::MEMFD;
     }
     info.exe_flags = fl;
+    info.exe_ctime = read::<i64>(inode, off.inode_ctime_sec).unwrap_or(0);
+    info.exe_mtime = read::<i64>(inode, off.inode_mtime_sec).unwrap_or(0);
+    // process group, session, and the pid as seen inside the task's own pid namespace
+    info.pgid = signal_pid_nr(off, signal, PIDTYPE_PGID);
+    info.sid = signal_pid_nr(off, signal, PIDTYPE_SID);
+    let tgid_pid = ptr(signal, add_off(off.signal_pids, PIDTYPE_TGID * 8));
+    let level = read::<u32>(tgid_pid, off.pid_level).unwrap_or(0) & 31;
+    let upid = if off.upid_size == ABSENT {
+        ABSENT
+    } else {
+        level * off.upid_size
+    };
+    info.vpid = read::<i32>(tgid_pid, add_off(off.pid_numbers, upid)).unwrap_or(0) as u32;
     // cgroup v2 id: task->cgroups->dfl_cgrp->kn->id
     let cgroups = ptr(task, off.task_cgroups);
     let cgrp = ptr(cgroups, off.css_set_dfl_cgrp);

@@ -94,6 +94,10 @@ pub struct Event {
     pub egid: u32,
     /// Audit login uid; `None` when unset (`-1`) or the kernel lacks CONFIG_AUDIT.
     pub loginuid: Option<u32>,
+    /// Capability sets of the thread after the event (`thread.cap_permitted`,
+    /// `thread.cap_effective`): bit N = capability N (CAP_SYS_ADMIN = 21, ...).
+    pub cap_permitted: u64,
+    pub cap_effective: u64,
     /// `comm` after the event (for a successful execve: the new program's).
     pub comm: Comm,
     pub flags: EventFlags,
@@ -306,6 +310,16 @@ pub struct ProcDetails {
     pub tty: u32,
     /// cgroup v2 id of the task's cgroup.
     pub cgroup_id: u64,
+    /// Process group and session ids, host pid namespace (`proc.vpgid.*`, `proc.sname`
+    /// look these up; a process is its group's leader when `pgid == pid`).
+    pub pgid: u32,
+    pub sid: u32,
+    /// Pid inside the task's own pid namespace (`proc.vpid`; equals the host pid on the host).
+    pub vpid: u32,
+    /// Exe inode ctime / mtime, seconds since the epoch (`proc.exe_ino.ctime` / `.mtime`);
+    /// 0 for fork events' children when unreadable.
+    pub exe_ctime: i64,
+    pub exe_mtime: i64,
 }
 
 /// `sched_process_exec`.

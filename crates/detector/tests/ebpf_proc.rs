@@ -82,6 +82,42 @@ async fn fork_exec_exit_with_cwd_cgroup_and_exit_code() {
     assert_eq!(exec_ev.loginuid, loginuid.filter(|&l| l != u32::MAX));
     assert_eq!(exec_ev.ppid, me);
     assert_eq!(exec_ev.comm.to_str_lossy(), "sh");
+    // Capabilities, process group / session and namespace pid, compared with /proc.
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let cap = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .expect("cap line")
+    };
+    assert_eq!(
+        exec_ev.cap_effective,
+        cap("CapEff:"),
+        "root child keeps our caps"
+    );
+    assert_eq!(exec_ev.cap_permitted, cap("CapPrm:"));
+    assert!(
+        exec_ev.cap_effective & (1 << 21) != 0,
+        "CAP_SYS_ADMIN as root"
+    );
+    // SAFETY: getpgid/getsid have no preconditions.
+    let (pgid, sid) = unsafe { (libc::getpgid(0) as u32, libc::getsid(0) as u32) };
+    assert_eq!(
+        (exec.details.pgid, exec.details.sid),
+        (pgid, sid),
+        "inherited from us"
+    );
+    // One NSpid entry: this test (and so its child) lives in the initial pid namespace.
+    let nspid_levels = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map(|v| v.split_whitespace().count());
+    if nspid_levels == Some(1) {
+        assert_eq!(exec.details.vpid, pid, "host pid namespace: vpid == pid");
+    }
+    let meta = std::os::unix::fs::MetadataExt::ctime(&std::fs::metadata("/bin/sh").expect("stat"));
+    assert_eq!(exec.details.exe_ctime, meta, "exe inode ctime");
 
     let exit = evs
         .iter()
@@ -427,4 +463,38 @@ async fn controlling_tty_is_reported() {
             assert_eq!(x.details.tty, 0);
         }
     }
+}
+
+#[tokio::test]
+async fn vpid_is_the_pid_inside_a_new_pid_namespace() {
+    if !root_or_skip("vpid_is_the_pid_inside_a_new_pid_namespace") {
+        return;
+    }
+    let mut cap = start(&[]);
+    let marker = format!("aerie-pidns-{}", std::process::id());
+    let status = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "/bin/sh",
+            "-c",
+            &format!("exec /bin/echo {marker}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("unshare (util-linux) is needed; scripts/bootstrap installs it");
+    assert!(status.success());
+    let evs = collect(
+        &mut cap,
+        Duration::from_secs(10),
+        |e| matches!(&e.kind, EventKind::Exec(x) if x.filename == "/bin/echo" && x.argv.contains(&marker)),
+        |evs| !evs.is_empty(),
+    )
+    .await;
+    let ev = evs.first().expect("exec of echo in the new pid namespace");
+    let EventKind::Exec(x) = &ev.kind else {
+        unreachable!()
+    };
+    assert_eq!(x.details.vpid, 1, "first process of the namespace");
+    assert_ne!(ev.pid, 1, "the event's pid is the host pid");
 }

@@ -109,6 +109,11 @@ fn details(info: &ProcInfo, clock: &Clock) -> ProcDetails {
         exe_on_overlay: info.exe_flags & exe_flags::OVERLAY != 0,
         tty: info.tty,
         cgroup_id: info.cgroup_id,
+        pgid: info.pgid,
+        sid: info.sid,
+        vpid: info.vpid,
+        exe_ctime: info.exe_ctime,
+        exe_mtime: info.exe_mtime,
     }
 }
 
@@ -206,6 +211,8 @@ pub fn decode(b: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
         euid: hdr.euid,
         egid: hdr.egid,
         loginuid: (hdr.loginuid != u32::MAX).then_some(hdr.loginuid),
+        cap_permitted: hdr.cap_permitted,
+        cap_effective: hdr.cap_effective,
         comm: Comm::from_kernel(&hdr.comm),
         flags: EventFlags {
             truncated: hdr.flags & flags::TRUNCATED != 0,
@@ -240,6 +247,8 @@ mod tests {
             egid: 0,
             loginuid: u32::MAX,
             _pad1: 0,
+            cap_permitted: 0,
+            cap_effective: 1 << 21,
             comm: *b"cat\0\0\0\0\0\0\0\0\0\0\0\0\0",
             var_len: [0; VAR_SLOTS],
         }
@@ -262,6 +271,7 @@ mod tests {
         let ev = decode(&rec, &clock).unwrap();
         assert_eq!((ev.pid, ev.tid, ev.ts, ev.loginuid), (10, 11, 1_005, None));
         assert_eq!(ev.comm.to_str_lossy(), "cat");
+        assert_eq!(ev.cap_effective, 1 << 21);
         let EventKind::Syscall(s) = ev.kind else {
             panic!("not a syscall")
         };

@@ -22,6 +22,20 @@ pub fn resolve(btf: &Btf) -> ResolvedOffsets {
             ABSENT
         })
     };
+    // cap_effective is read together with cap_permitted (one 16-byte read): only when
+    // the two are adjacent, as in every kernel since capabilities became 64-bit.
+    let cap_permitted = match (
+        btf.member_offset("cred", "cap_permitted"),
+        btf.member_offset("cred", "cap_effective"),
+    ) {
+        (Some(p), Some(e)) if e == p + 8 => p,
+        _ => {
+            missing
+                .borrow_mut()
+                .push("cred.cap_permitted/cap_effective");
+            ABSENT
+        }
+    };
     let offsets = KernelOffsets {
         task_real_parent: get("task_struct.real_parent", "task_struct", &["real_parent"]),
         task_tgid: get("task_struct.tgid", "task_struct", &["tgid"]),
@@ -75,6 +89,25 @@ pub fn resolve(btf: &Btf) -> ResolvedOffsets {
         kernfs_node_id: get("kernfs_node.id", "kernfs_node", &["id"]),
         fs_pwd_dentry: get("fs_struct.pwd.dentry", "fs_struct", &["pwd.dentry"]),
         bprm_filename: get("linux_binprm.filename", "linux_binprm", &["filename"]),
+        cred_cap_permitted: cap_permitted,
+        signal_pids: get("signal_struct.pids", "signal_struct", &["pids"]),
+        pid_level: get("pid.level", "pid", &["level"]),
+        pid_numbers: get("pid.numbers", "pid", &["numbers"]),
+        upid_size: btf.struct_size("upid").unwrap_or_else(|| {
+            missing.borrow_mut().push("sizeof(upid)");
+            ABSENT
+        }),
+        inode_ctime_sec: get(
+            "inode.i_ctime_sec",
+            "inode",
+            &["i_ctime_sec", "__i_ctime.tv_sec", "i_ctime.tv_sec"],
+        ),
+        inode_mtime_sec: get(
+            "inode.i_mtime_sec",
+            "inode",
+            &["i_mtime_sec", "__i_mtime.tv_sec", "i_mtime.tv_sec"],
+        ),
+        _pad_off: 0,
     };
     ResolvedOffsets {
         offsets,
