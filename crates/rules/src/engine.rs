@@ -445,7 +445,11 @@ impl RuleLoader {
 
 /// Point a context at `offset` within a condition that starts at `ctx`.
 fn with_offset(ctx: &Context, text: &str, offset: usize) -> Context {
-    let before = &text[..offset.min(text.len())];
+    let mut cut = offset.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let before = &text[..cut];
     let lines = before.matches('\n').count();
     let mut c = ctx.clone();
     if lines == 0 {
