@@ -163,6 +163,7 @@ struct RawRoute {
 struct RawRouteDedup {
     window: Option<String>,
     key: Option<Vec<String>>,
+    summary: Option<bool>,
     #[serde(default)]
     disabled: bool,
 }
@@ -255,13 +256,14 @@ impl OutputKind {
             OutputKind::Stdout => "stdout",
         }
     }
-    /// The template an output of this type uses when none is configured (`None`: JSON lines).
+    /// The template an output of this type uses when none is configured. `None`: the Falco JSON
+    /// alert as received, plus an `aerie` object when there is a dedup count, a digest or a
+    /// window-end summary to report (webhook bodies, file and stdout lines).
     pub fn default_template(self) -> Option<&'static str> {
         match self {
             OutputKind::Slack => Some("slack.hbs"),
             OutputKind::PagerDuty => Some("pagerduty.hbs"),
-            OutputKind::Webhook => Some("webhook.hbs"),
-            OutputKind::File | OutputKind::Stdout => None,
+            OutputKind::Webhook | OutputKind::File | OutputKind::Stdout => None,
         }
     }
 }
@@ -579,7 +581,7 @@ impl Builder<'_> {
                         }
                         None => dedup.key.clone(),
                     },
-                    summary: dedup.summary,
+                    summary: d.summary.unwrap_or(dedup.summary),
                 }),
             };
             let line = r.name.as_deref().and_then(|n| find_line(self.text, n));

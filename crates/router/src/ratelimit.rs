@@ -63,6 +63,8 @@ impl Limiter {
 /// Alerts held by the rate limit, waiting for a token.
 pub struct Digest {
     pub first: Arc<Envelope>,
+    /// Dedup key of the first held alert (PagerDuty's dedup_key for the digest).
+    pub key: u64,
     pub route: u16,
     pub count: u64,
     /// Dedup repeats carried by the held alerts.
@@ -76,10 +78,11 @@ pub struct Digest {
 }
 
 impl Digest {
-    pub fn new(first: Arc<Envelope>, route: u16, retry_at: Instant) -> Digest {
+    pub fn new(first: Arc<Envelope>, key: u64, route: u16, retry_at: Instant) -> Digest {
         let t = first.alert.time.to_string();
         Digest {
             first,
+            key,
             route,
             count: 0,
             repeated: 0,

@@ -156,7 +156,7 @@ impl Worker {
                 d.add(&env, repeated);
                 true
             } else if let Err(wait) = l.try_take(key) {
-                let mut d = Digest::new(env.clone(), job.route, now + wait);
+                let mut d = Digest::new(env.clone(), key, job.route, now + wait);
                 d.add(&env, repeated);
                 self.digests.insert(dk, d);
                 true
@@ -205,7 +205,7 @@ impl Worker {
                     self.deliver(
                         &d.first,
                         d.route,
-                        k,
+                        d.key,
                         d.repeated,
                         window,
                         Some(&info),

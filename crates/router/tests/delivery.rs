@@ -307,3 +307,38 @@ async fn tls_settings_are_checked_at_start() {
     .unwrap_err();
     assert_eq!(half.field, "outputs[0].tls");
 }
+
+#[tokio::test]
+async fn rate_limit_digests_reach_pagerduty_and_webhooks() {
+    let (pd, hook) = (
+        Receiver::start(Api::PagerDuty).await,
+        Receiver::start(Api::Webhook).await,
+    );
+    let r = start_router(&format!(
+        "templates_dir: {}\noutputs:\n  - {{name: pd, type: pagerduty, routing_key: {ROUTING_KEY}, url: \"{}\", rate_limit: {{per_second: 2, burst: 1}}}}\n  - {{name: hook, type: webhook, url: \"{}\", rate_limit: {{per_second: 2, burst: 1}}}}\n",
+        templates_dir(),
+        pd.url(),
+        hook.url()
+    ))
+    .await;
+    for rule in ["first", "second", "third"] {
+        let a = FALCO_DOC_ALERT.replace("Terminal shell in container", rule);
+        assert_eq!(post(r.addr, "/", a).await.0, 200);
+    }
+    let events = pd.wait_for(2).await;
+    let (e0, e1) = (events[0].json(), events[1].json());
+    assert_eq!(e0["payload"]["class"], "first");
+    let summary = e1["payload"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("2 alerts held by the rate limit of output pd: second ×1, third ×1"),
+        "{summary}"
+    );
+    assert_ne!(e1["dedup_key"], e0["dedup_key"]);
+    assert_ne!(e1["dedup_key"], "0000000000000000");
+    let bodies = hook.wait_for(2).await;
+    assert!(bodies[0].json().get("aerie").is_none());
+    assert_eq!(bodies[1].json()["rule"], "second");
+    assert_eq!(bodies[1].json()["aerie"]["digest"]["count"], 2);
+    assert!(pd.violations().is_empty(), "{:?}", pd.violations());
+    r.shutdown().await.unwrap();
+}
