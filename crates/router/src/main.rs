@@ -131,7 +131,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let running = aerie_router::server::start(cfg, None).await?;
         let core = running.core.clone();
@@ -152,5 +152,8 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         running.shutdown().await?;
         tracing::info!("stopped");
         Ok(())
-    })
+    });
+    // Everything is drained; do not wait for idle runtime threads.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    result
 }
