@@ -43,6 +43,16 @@ pub fn container_id_from_cgroup(cgroup: &str) -> Option<&str> {
     None
 }
 
+/// The container id of a `/proc/PID/cgroup` text, read the way the kernel side reads it: from
+/// the cgroup v2 line (`0::/path`) when there is one, so that /proc and exec events agree on
+/// hybrid hosts; from any v1 line otherwise.
+pub fn container_id_from_proc_cgroup(text: &str) -> Option<&str> {
+    match text.lines().find_map(|l| l.strip_prefix("0::")) {
+        Some(v2) => container_id_from_cgroup(v2),
+        None => container_id_from_cgroup(text),
+    }
+}
+
 /// The container id in leaf-first path components (as the kernel walk reports them).
 pub fn container_id_from_components<'a>(
     leaf_first: impl IntoIterator<Item = &'a str>,
@@ -117,6 +127,16 @@ mod tests {
         for c in &cases {
             assert_eq!(container_id_from_cgroup(c), None, "{c}");
         }
+    }
+
+    #[test]
+    fn proc_cgroup_prefers_the_v2_line() {
+        let hybrid = format!("4:memory:/docker/{ID}\n0::/user.slice/session-1.scope\n");
+        assert_eq!(container_id_from_proc_cgroup(&hybrid), None);
+        let v2 = format!("4:memory:/\n0::/system.slice/docker-{ID}.scope\n");
+        assert_eq!(container_id_from_proc_cgroup(&v2), Some(&ID[..12]));
+        let v1_only = format!("4:memory:/docker/{ID}\n1:cpu:/docker/{ID}\n");
+        assert_eq!(container_id_from_proc_cgroup(&v1_only), Some(&ID[..12]));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::clock::BootClock;
-use super::container::{HOST_ID, container_id_from_cgroup};
+use super::container::{HOST_ID, container_id_from_proc_cgroup};
 use super::fd::{FdInfo, FdKind, FdTable};
 
 /// `task->loginuid` when no login session set it.
@@ -149,7 +149,7 @@ impl Process {
             p.cwd = cwd.to_string_lossy().into_owned();
         }
         let cgroup = std::fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
-        p.container_id = container_id_from_cgroup(&cgroup)
+        p.container_id = container_id_from_proc_cgroup(&cgroup)
             .unwrap_or(HOST_ID)
             .to_owned();
         read_fds(&dir, &mut p.fds, max_fds);
