@@ -60,6 +60,11 @@ pub struct Detector {
 impl Detector {
     /// Start with these rule files and wait until it has attached and read /proc.
     pub fn start(rules: &[PathBuf], dir: &Path) -> Detector {
+        Self::start_with(rules, dir, &[])
+    }
+
+    /// As [`Detector::start`], with more `--output` destinations.
+    pub fn start_with(rules: &[PathBuf], dir: &Path, outputs: &[String]) -> Detector {
         let alerts = dir.join("alerts.jsonl");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aerie-detector"));
         cmd.arg("run")
@@ -69,6 +74,9 @@ impl Detector {
             .arg(format!("file:{}", alerts.display()));
         for r in rules {
             cmd.arg("--rules").arg(r);
+        }
+        for o in outputs {
+            cmd.arg("--output").arg(o);
         }
         // A missing explicit --config is an error; use the defaults through an empty file.
         std::fs::write(dir.join("no-such-config.yaml"), "{}\n").unwrap();
