@@ -329,4 +329,15 @@ fn memfd_container_and_duration() {
     assert_eq!(got[3], None, "no runtime: container.name is <NA>");
     let d: u64 = one(&mut s, &ev, "proc.duration").unwrap().parse().unwrap();
     assert!((7 * SEC..8 * SEC).contains(&d), "{d}");
+    // Unknown exe inode times are <NA>, not zero.
+    assert_eq!(one(&mut s, &ev, "proc.exe_ino.ctime"), None);
+    // Capabilities come with every event.
+    let mut ev = s.event(20, "getpid", 0);
+    if let Some(c) = ev.creds.as_mut() {
+        c.cap_effective = (1 << 21) | (1 << 1);
+    }
+    assert_eq!(
+        one(&mut s, &ev, "thread.cap_effective").as_deref(),
+        Some("CAP_DAC_OVERRIDE CAP_SYS_ADMIN")
+    );
 }

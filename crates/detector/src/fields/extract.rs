@@ -97,6 +97,9 @@ enum Fx {
     ProcIsExeLowerLayer,
     ProcIsExeFromMemfd,
     ProcExeIno,
+    ProcExeInoCtime,
+    ProcExeInoMtime,
+    ProcExeInoCtimeDurationProcStart,
     ProcFdOpenCount,
     ProcStdType(i32),
     ProcStdName(i32),
@@ -224,6 +227,9 @@ fn fx_for(name: &str) -> Fx {
         "proc.is_exe_lower_layer" => ProcIsExeLowerLayer,
         "proc.is_exe_from_memfd" => ProcIsExeFromMemfd,
         "proc.exe_ino" => ProcExeIno,
+        "proc.exe_ino.ctime" => ProcExeInoCtime,
+        "proc.exe_ino.mtime" => ProcExeInoMtime,
+        "proc.exe_ino.ctime_duration_proc_start" => ProcExeInoCtimeDurationProcStart,
         "proc.fdopencount" => ProcFdOpenCount,
         "proc.stdin.type" => ProcStdType(0),
         "proc.stdout.type" => ProcStdType(1),
@@ -999,6 +1005,29 @@ impl<'a> Event for EventCtx<'a> {
             ProcExeIno => match p {
                 Some(p) if p.exe_ino != 0 => {
                     out(Value::Uint(p.exe_ino));
+                    true
+                }
+                _ => false,
+            },
+            ProcExeInoCtime | ProcExeInoMtime => {
+                let secs = match (p, fx) {
+                    (Some(p), ProcExeInoCtime) => p.exe_ctime,
+                    (Some(p), _) => p.exe_mtime,
+                    (Option::None, _) => 0,
+                };
+                if secs <= 0 {
+                    return false;
+                }
+                out(Value::Uint(secs as u64 * NS));
+                true
+            }
+            ProcExeInoCtimeDurationProcStart => match p {
+                // How long after the exe was last changed the process started: small values
+                // mean a binary written and run right away.
+                Some(p) if p.exe_ctime > 0 && p.start_ns > 0 => {
+                    out(Value::Uint(
+                        p.start_ns.saturating_sub(p.exe_ctime as u64 * NS),
+                    ));
                     true
                 }
                 _ => false,

@@ -11,6 +11,9 @@ pub struct Creds {
     pub euid: u32,
     pub egid: u32,
     pub loginuid: u32,
+    /// Capability sets after the event (bit N = capability N).
+    pub cap_permitted: u64,
+    pub cap_effective: u64,
 }
 
 /// A decoded syscall exit.

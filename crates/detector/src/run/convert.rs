@@ -33,6 +33,8 @@ pub fn creds(ev: &Event) -> Creds {
         euid: ev.euid,
         egid: ev.egid,
         loginuid: ev.loginuid.unwrap_or(u32::MAX),
+        cap_permitted: ev.cap_permitted,
+        cap_effective: ev.cap_effective,
     }
 }
 
@@ -159,6 +161,9 @@ impl Converter {
             exe_upper_layer: ex.details.exe_upper_layer,
             exe_from_memfd: ex.details.exe_from_memfd,
             exe_ino: ex.details.exe_ino,
+            caps: Some((ev.cap_permitted, ev.cap_effective)),
+            ids: Some((ex.details.sid, ex.details.pgid, ex.details.vpid)),
+            exe_times: (ex.details.exe_ctime, ex.details.exe_mtime),
         }
     }
 }

@@ -246,6 +246,10 @@ pub fn process(
         EventKind::Fork(f) => {
             if !f.is_thread {
                 pipeline.on_fork(ev.pid, f.child_pid, f.details.start_ts);
+                if let Some(child) = pipeline.tracker.table.get_mut(f.child_pid) {
+                    let d = &f.details;
+                    child.set_ids(d.sid, d.pgid, d.vpid);
+                }
             }
         }
         EventKind::Exit(x) => {

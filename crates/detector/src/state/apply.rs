@@ -11,7 +11,7 @@ use super::paths::resolve_into;
 use super::process::Process;
 use super::table::ProcessTable;
 use crate::fields::flags::{O_ACCMODE, O_CREAT, O_DIRECTORY, O_TMPFILE, O_TRUNC};
-use crate::fields::sysevent::{SockAddr, SysEvent};
+use crate::fields::sysevent::{Creds, SockAddr, SysEvent};
 
 /// `AT_FDCWD`.
 const AT_FDCWD: i32 = -100;
@@ -54,11 +54,7 @@ impl Tracker {
         if !is_cred_change(ev.name)
             && let Some(c) = ev.creds
         {
-            p.uid = c.uid;
-            p.gid = c.gid;
-            p.euid = c.euid;
-            p.egid = c.egid;
-            p.loginuid = c.loginuid;
+            set_creds(p, &c);
         }
         let res = ev.res;
         match ev.name {
@@ -244,13 +240,19 @@ impl Tracker {
         if is_cred_change(ev.name)
             && let Some(c) = ev.creds
         {
-            p.uid = c.uid;
-            p.gid = c.gid;
-            p.euid = c.euid;
-            p.egid = c.egid;
-            p.loginuid = c.loginuid;
+            set_creds(p, &c);
         }
     }
+}
+
+fn set_creds(p: &mut Process, c: &Creds) {
+    p.uid = c.uid;
+    p.gid = c.gid;
+    p.euid = c.euid;
+    p.egid = c.egid;
+    p.loginuid = c.loginuid;
+    p.cap_permitted = c.cap_permitted;
+    p.cap_effective = c.cap_effective;
 }
 
 fn is_cred_change(name: &str) -> bool {
@@ -264,6 +266,7 @@ fn is_cred_change(name: &str) -> bool {
             | "setresgid"
             | "setfsuid"
             | "setfsgid"
+            | "capset"
     )
 }
 
@@ -410,7 +413,6 @@ mod tests {
 
     #[test]
     fn setuid_credentials_change_after_the_rules() {
-        use crate::fields::sysevent::Creds;
         let mut t = tracker();
         t.table.get_mut(50).unwrap().euid = 1000;
         let mut e = ev("setuid", 0);

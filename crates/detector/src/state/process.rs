@@ -45,6 +45,9 @@ pub struct Process {
     pub exe_upper_layer: bool,
     pub exe_from_memfd: bool,
     pub exe_ino: u64,
+    /// Exe inode ctime / mtime, seconds since the epoch; 0 when unknown.
+    pub exe_ctime: i64,
+    pub exe_mtime: i64,
     pub cap_effective: u64,
     pub cap_permitted: u64,
     pub cap_inheritable: u64,
@@ -84,6 +87,20 @@ impl Process {
         if !self.args.is_empty() {
             self.cmdline.push(' ');
             self.cmdline.push_str(&self.args);
+        }
+    }
+
+    /// Session, process group and namespace pid from the kernel; zeros are "unknown" and
+    /// leave the current values.
+    pub fn set_ids(&mut self, sid: u32, pgid: u32, vpid: u32) {
+        if sid != 0 {
+            self.sid = sid;
+        }
+        if pgid != 0 {
+            self.vpgid = pgid;
+        }
+        if vpid != 0 {
+            self.vpid = vpid;
         }
     }
 
@@ -140,6 +157,12 @@ impl Process {
         let argv = std::fs::read(dir.join("cmdline")).unwrap_or_default();
         p.set_argv(&argv);
         p.refresh_cmdline();
+        if let Ok(m) = std::fs::metadata(dir.join("exe")) {
+            use std::os::unix::fs::MetadataExt;
+            p.exe_ino = m.ino();
+            p.exe_ctime = m.ctime();
+            p.exe_mtime = m.mtime();
+        }
         if let Ok(exe) = std::fs::read_link(dir.join("exe")) {
             let exe = exe.to_string_lossy();
             p.exe_from_memfd = exe.starts_with("/memfd:");
@@ -293,6 +316,10 @@ mod tests {
         assert!(p.start_ns <= now + 1_000_000_000 && now - p.start_ns < 3_600_000_000_000);
         // Standard descriptors exist for a test process.
         assert!(!p.fds.is_empty());
+        // The exe's inode and times match stat(2) of the file.
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&exe).unwrap();
+        assert_eq!((p.exe_ino, p.exe_ctime), (m.ino(), m.ctime()));
     }
 
     #[test]

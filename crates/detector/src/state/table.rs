@@ -33,6 +33,12 @@ pub struct ExecInfo<'a> {
     pub exe_upper_layer: bool,
     pub exe_from_memfd: bool,
     pub exe_ino: u64,
+    /// (permitted, effective) capabilities after the exec, when the event carries them.
+    pub caps: Option<(u64, u64)>,
+    /// (session id, process group id, pid in its own namespace), when carried.
+    pub ids: Option<(u32, u32, u32)>,
+    /// Exe inode ctime and mtime, seconds since the epoch (0 = unknown).
+    pub exe_times: (i64, i64),
 }
 
 /// All tracked processes, bounded.
@@ -202,12 +208,24 @@ impl ProcessTable {
         p.exe_upper_layer = e.exe_upper_layer;
         p.exe_from_memfd = e.exe_from_memfd;
         p.exe_ino = e.exe_ino;
-        // An exec by a non-root user clears the effective and permitted capabilities
-        // (file capabilities and ambient sets are not visible here); root keeps them.
-        if e.euid != 0 && e.uid != 0 {
-            p.cap_effective = 0;
-            p.cap_permitted = 0;
+        match e.caps {
+            Some((permitted, effective)) => {
+                p.cap_permitted = permitted;
+                p.cap_effective = effective;
+            }
+            // Without them: an exec by a non-root user clears the effective and permitted
+            // sets (file capabilities and ambient sets aside); root keeps them.
+            None if e.euid != 0 && e.uid != 0 => {
+                p.cap_effective = 0;
+                p.cap_permitted = 0;
+            }
+            None => {}
         }
+        if let Some((sid, pgid, vpid)) = e.ids {
+            p.set_ids(sid, pgid, vpid);
+        }
+        p.exe_ctime = e.exe_times.0;
+        p.exe_mtime = e.exe_times.1;
         p.fds.close_on_exec();
     }
 

@@ -155,7 +155,7 @@ impl Scenario {
                 tty: pr.tty,
                 exe_upper_layer: pr.upper,
                 exe_from_memfd: pr.memfd,
-                exe_ino: 0,
+                ..Default::default()
             },
         );
         if let Some(p) = self.p.tracker.table.get_mut(pr.pid)
@@ -189,6 +189,8 @@ impl Scenario {
                 euid: p.euid,
                 egid: p.egid,
                 loginuid: p.loginuid,
+                cap_permitted: p.cap_permitted,
+                cap_effective: p.cap_effective,
             }),
             ..Default::default()
         }
