@@ -204,6 +204,13 @@ fn open_fields() {
     );
     let flat: Vec<String> = got.into_iter().map(|v| v.unwrap().join(",")).collect();
     assert_eq!(flat, ["/etc/shadow", "-1", "f", "ENOENT", "true"]);
+    // A clean absolute path: fd.nameraw is the name itself.
+    let mut ev = s.event(12, "openat", 6);
+    ev.args = [(-100i32) as u32 as u64, 0, 0, 0, 0, 0];
+    ev.strs[1] = b"/etc/hosts";
+    let got = extract(&mut s, &ev, &["fd.name", "fd.nameraw"]);
+    assert_eq!(got[0], got[1]);
+    assert_eq!(got[1].as_deref(), Some(&["/etc/hosts".to_owned()][..]));
 }
 
 #[test]

@@ -1142,7 +1142,7 @@ impl<'a> Event for EventCtx<'a> {
             },
             FdName => fd_str!(|f: &'a FdInfo| Some(f.name.as_str()).filter(|s| !s.is_empty())),
             FdNameRaw => {
-                fd_str!(|f: &'a FdInfo| Some(f.name_raw.as_str()).filter(|s| !s.is_empty()))
+                fd_str!(|f: &'a FdInfo| Some(f.raw_name()).filter(|s| !s.is_empty()))
             }
             FdDirectory => fd_str!(|f: &'a FdInfo| f.directory()),
             FdFilename => fd_str!(|f: &'a FdInfo| f.filename()),

@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(t.before(&e), EventFd::Num(3));
         let f = t.table.get(50).unwrap().fds.get(3).unwrap();
         assert_eq!(f.name, "/etc/shadow");
-        assert_eq!(f.name_raw, "../../etc/../etc/shadow");
+        assert_eq!(f.raw_name(), "../../etc/../etc/shadow");
 
         let mut c = ev("close", 0);
         c.args[0] = 3;
