@@ -50,9 +50,11 @@ fn exercise(a: &Alert) {
     for text in [&a.output, &a.rule, &a.hostname] {
         let s = slack_escape(text);
         assert!(!s.contains('<') && !s.contains('>'));
-        let decoded: String = serde_json::from_str(&format!("\"{s}\"")).expect("escaped text is a JSON string");
+        let decoded: String =
+            serde_json::from_str(&format!("\"{s}\"")).expect("escaped text is a JSON string");
         assert!(!decoded.contains('<'));
-        let j: String = serde_json::from_str(&format!("\"{}\"", json_escape(text))).expect("JSON-escaped");
+        let j: String =
+            serde_json::from_str(&format!("\"{}\"", json_escape(text))).expect("JSON-escaped");
         assert_eq!(&j, text);
     }
 }
