@@ -29,7 +29,7 @@ impl fmt::Display for MissingPrivileges {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "aerie-detector needs root, or the capabilities CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE \
+            "needs root, or the capabilities CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE \
              and CAP_SYS_PTRACE, to load its eBPF programs and read /proc; this process (euid {}) \
              lacks {}. Run it as root (sudo aerie-detector run ...) or grant them, e.g. \
              `setcap cap_bpf,cap_perfmon,cap_sys_resource,cap_sys_ptrace+ep aerie-detector`",
