@@ -39,6 +39,16 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
     }
     let old_pid: u64 = ctx.arg(1);
     let bprm: u64 = ctx.arg(2);
+    // A non-leader thread that execs takes over the leader's pid (de_thread): move its
+    // in-flight execve entry to the new tid so that sys_exit finds it.
+    let old_tid = old_pid as u32;
+    if old_tid != s.hdr.tid
+        && let Some(v) = INFLIGHT.get_ptr(old_tid)
+    {
+        // SAFETY: a live map value, copied by the helper into the new key.
+        let _ = INFLIGHT.insert(s.hdr.tid, unsafe { &*v }, 0);
+        let _ = INFLIGHT.remove(old_tid);
+    }
     s.hdr.kind = EventKind::ProcExec as u16;
     s.hdr.syscall_nr = 0;
     s.hdr.ret = 0;

@@ -498,3 +498,60 @@ async fn vpid_is_the_pid_inside_a_new_pid_namespace() {
     assert_eq!(x.details.vpid, 1, "first process of the namespace");
     assert_ne!(ev.pid, 1, "the event's pid is the host pid");
 }
+
+#[tokio::test]
+async fn execve_from_a_non_leader_thread_keeps_its_entry_data() {
+    if !root_or_skip("execve_from_a_non_leader_thread_keeps_its_entry_data") {
+        return;
+    }
+    let mut cap = start(&["execve"]);
+    let marker = format!("aerie-thread-exec-{}", std::process::id());
+    let path = c("/bin/echo");
+    let arg = c(&marker);
+    // SAFETY: the child only spawns a thread that execs (or exits); nothing returns to Rust
+    // test code in the child.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork");
+    if child == 0 {
+        let t = std::thread::spawn(move || {
+            let argv = [path.as_ptr(), arg.as_ptr(), std::ptr::null()];
+            // SAFETY: NUL-terminated argv of valid C strings.
+            unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
+            // SAFETY: leave without unwinding into the forked test harness.
+            unsafe { libc::_exit(127) };
+        });
+        let _ = t.join();
+        // SAFETY: as above.
+        unsafe { libc::_exit(126) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status:#x}"
+    );
+    let evs = collect(
+        &mut cap,
+        Duration::from_secs(10),
+        |e| {
+            e.pid == child as u32
+                && matches!(&e.kind, EventKind::Syscall(s) if s.name == "execve" && s.ret == 0)
+        },
+        |evs| !evs.is_empty(),
+    )
+    .await;
+    let ev = evs.first().expect("successful execve exit of the child");
+    assert_eq!(
+        ev.tid, child as u32,
+        "the exec'ing thread took the leader's pid"
+    );
+    assert!(!ev.flags.no_entry, "entry moved to the new tid");
+    let EventKind::Syscall(s) = &ev.kind else {
+        unreachable!()
+    };
+    assert!(
+        matches!(&s.args, SyscallArgs::Execve { filename, argv, .. } if filename == "/bin/echo" && argv.contains(&marker)),
+        "{s:#?}"
+    );
+}
