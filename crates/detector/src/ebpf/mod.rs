@@ -15,9 +15,36 @@
 //! # }
 //! ```
 //!
-//! Programs (all `tp_btf`, BTF-enabled raw tracepoints): `sys_enter`, `sys_exit`,
-//! `sched_process_exec`, `sched_process_fork`, `sched_process_exit`. Dropping the
-//! [`Capture`] detaches them all (the links are owned by the loaded object).
+//! # How it works
+//!
+//! - **Programs** (all `tp_btf`, BTF-enabled raw tracepoints): `sys_enter`, `sys_exit`,
+//!   `sched_process_exec`, `sched_process_fork`, `sched_process_exit`. Dropping the
+//!   [`Capture`] detaches them all (the links are owned by the loaded object).
+//! - **Filtering in the kernel**: the `SYSCALLS` array (indexed by x86_64 syscall number)
+//!   says which syscalls are wanted and how each argument is captured ([`syscalls::SYSCALLS`]);
+//!   [`Capture::set_interesting`] rewrites it at run time. Unwanted syscalls cost one array
+//!   lookup in each program. The detector's own process is skipped (`exclude_self`).
+//! - **Entry capture**: for syscalls with user-memory arguments (paths, socket addresses,
+//!   argv, `open_how`) `sys_enter` copies them into the `INFLIGHT` hash (key: tid), and
+//!   `sys_exit` completes that record with the return value and sends it — so the values are
+//!   the ones the kernel acted on, not what the user rewrote meanwhile. Output-only
+//!   addresses (accept's peer) are read at exit.
+//! - **Caps** (`detector_common`): a path or string 4096 bytes (PATH_MAX), argv 32 entries /
+//!   4096 bytes at execve entry and 4096 bytes of `mm->arg_start..arg_end` at exec, a socket
+//!   address 128 bytes, 8 KiB of variable data per syscall record, cgroup and cwd walks 8
+//!   components of up to 127 bytes. Anything cut sets `EventFlags::truncated`.
+//! - **Transport**: 1, 2 or 4 BPF ring buffers (CPU `n` writes ring `n & (rings-1)`),
+//!   fixed-size records with reserve/submit, variable ones with `bpf_ringbuf_output` from a
+//!   per-CPU scratch buffer. The reader is woken only when `wakeup_bytes` wait, and polls
+//!   every `poll_interval` otherwise. [`Capture::next_batch`] drains all rings and sorts the
+//!   batch by kernel timestamp.
+//! - **Counters**: per-CPU `COUNTERS` (sent, ring full, in-flight map full, no scratch,
+//!   exit without entry, truncated), summed by [`Capture::counters`] together with the
+//!   reader's own (received, decode errors).
+//! - **Portability**: Rust eBPF has no CO-RE relocations; every kernel struct offset the
+//!   programs use is read from `/sys/kernel/btf/vmlinux` at start ([`btf`], [`offsets`]) and
+//!   handed over in the `CONFIG` map. Members this kernel lacks are listed by
+//!   [`Capture::missing_offsets`]; the programs then skip those reads.
 
 pub mod btf;
 pub mod decode;
