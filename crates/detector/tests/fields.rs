@@ -334,6 +334,30 @@ fn memfd_container_and_duration() {
     assert_eq!(got[1].as_deref(), Some(&["true".to_owned()][..]));
     assert_eq!(got[2].as_deref(), Some(&[CONTAINER.to_owned()][..]));
     assert_eq!(got[3], None, "no runtime: container.name is <NA>");
+    // Once the runtime answered, name and image are there.
+    s.p.containers.insert(
+        CONTAINER.to_owned(),
+        aerie_detector::state::runtime::ContainerInfo {
+            name: "web".into(),
+            image: "nginx:1.25".into(),
+            image_repository: "nginx".into(),
+            image_tag: "1.25".into(),
+            privileged: true,
+        },
+    );
+    let ev2 = s.event(20, "getpid", 0);
+    let got = extract(
+        &mut s,
+        &ev2,
+        &[
+            "container.name",
+            "container.image.repository",
+            "container.image.tag",
+            "container.privileged",
+        ],
+    );
+    let flat: Vec<String> = got.into_iter().map(|v| v.unwrap().join(",")).collect();
+    assert_eq!(flat, ["web", "nginx", "1.25", "true"]);
     let d: u64 = one(&mut s, &ev, "proc.duration").unwrap().parse().unwrap();
     assert!((7 * SEC..8 * SEC).contains(&d), "{d}");
     // Unknown exe inode times are <NA>, not zero.

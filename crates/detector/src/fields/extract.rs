@@ -21,6 +21,7 @@ use crate::state::container::HOST_ID;
 use crate::state::fd::{FdInfo, FdKind};
 use crate::state::paths::resolve_into;
 use crate::state::process::{NO_LOGINUID, Process};
+use crate::state::runtime::ContainerDb;
 use crate::state::table::ProcessTable;
 use crate::state::users::UserDb;
 
@@ -159,6 +160,10 @@ enum Fx {
     ContainerId,
     ContainerName,
     ContainerType,
+    ContainerImage,
+    ContainerImageRepository,
+    ContainerImageTag,
+    ContainerPrivileged,
 }
 
 fn fx_for(name: &str) -> Fx {
@@ -291,6 +296,10 @@ fn fx_for(name: &str) -> Fx {
         "container.id" => ContainerId,
         "container.name" => ContainerName,
         "container.type" => ContainerType,
+        "container.image" => ContainerImage,
+        "container.image.repository" => ContainerImageRepository,
+        "container.image.tag" => ContainerImageTag,
+        "container.privileged" => ContainerPrivileged,
         _ => Unsupported,
     }
 }
@@ -325,6 +334,8 @@ pub struct EventCtx<'a> {
     pub fd_num: Option<i64>,
     pub fd: Option<&'a FdInfo>,
     pub users: &'a UserDb,
+    /// Runtime metadata of containers (name, image), when a runtime answered.
+    pub containers: &'a ContainerDb,
     pub hostname: &'a str,
     /// Reused text buffer, owned by the caller so that building a context allocates nothing.
     scratch: &'a RefCell<String>,
@@ -332,12 +343,16 @@ pub struct EventCtx<'a> {
 
 impl<'a> EventCtx<'a> {
     /// Build the context after [`crate::state::apply::Tracker::before`] returned `evfd`.
+    // Each argument is a separate borrow of the pipeline's state; bundling them would only
+    // move the same list into a struct literal at the single call site.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ev: &'a SysEvent<'a>,
         table: &'a ProcessTable,
         transient: &'a FdInfo,
         evfd: EventFd,
         users: &'a UserDb,
+        containers: &'a ContainerDb,
         hostname: &'a str,
         scratch: &'a RefCell<String>,
     ) -> Self {
@@ -354,6 +369,7 @@ impl<'a> EventCtx<'a> {
             fd_num,
             fd,
             users,
+            containers,
             hostname,
             scratch,
         }
@@ -1236,13 +1252,47 @@ impl<'a> Event for EventCtx<'a> {
                 }
             },
             ContainerName | ContainerType => match p {
-                // Without a container runtime connection only the host is named.
                 Some(p) if !p.in_container() => {
                     out(Value::Str(HOST_ID));
                     true
                 }
-                _ => false,
+                // Container names come from the runtime; absent (<NA>) until it answers.
+                Some(p) if fx == ContainerName => match self.containers.get(&p.container_id) {
+                    Some(c) if !c.name.is_empty() => {
+                        out(Value::Str(&c.name));
+                        true
+                    }
+                    _ => false,
+                },
+                Some(p) => match self.containers.get(&p.container_id) {
+                    Some(_) => {
+                        out(Value::Str("docker"));
+                        true
+                    }
+                    Option::None => false,
+                },
+                Option::None => false,
             },
+            ContainerImage | ContainerImageRepository | ContainerImageTag | ContainerPrivileged => {
+                let Some(c) = p.and_then(|p| self.containers.get(&p.container_id)) else {
+                    return false;
+                };
+                match fx {
+                    ContainerPrivileged => out(Value::Bool(c.privileged)),
+                    _ => {
+                        let v = match fx {
+                            ContainerImage => &c.image,
+                            ContainerImageRepository => &c.image_repository,
+                            _ => &c.image_tag,
+                        };
+                        if v.is_empty() {
+                            return false;
+                        }
+                        out(Value::Str(v));
+                    }
+                }
+                true
+            }
         }
     }
 }

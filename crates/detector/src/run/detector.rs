@@ -159,6 +159,16 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
     let mut last_events = 0u64;
     let mut last_tick = Instant::now();
     let mut ticks = 0u32;
+    // Container metadata: asked of the runtime off the event path, answered on a channel.
+    let runtime_socket = crate::state::runtime::find_socket(crate::state::runtime::DEFAULT_SOCKETS);
+    match &runtime_socket {
+        Some(s) => eprintln!("aerie-detector: container metadata from {}", s.display()),
+        None => eprintln!(
+            "aerie-detector: no container runtime socket found; container name and image print <NA>"
+        ),
+    }
+    let (meta_tx, mut meta_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(String, crate::state::runtime::ContainerInfo)>();
     let mut emit = |alert: Alert| {
         metrics.count_alert(&alert.rule, alert.priority);
         outputs.send(Arc::from(alert.to_json()));
@@ -175,6 +185,16 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
                     process(&mut pipeline, &mut conv, &ev, &mut emit);
                 }
                 metrics.add_events(n);
+                for id in pipeline.new_containers.drain(..) {
+                    if let Some(sock) = runtime_socket.clone() {
+                        let tx = meta_tx.clone();
+                        tokio::spawn(async move {
+                            if let Some(info) = crate::state::runtime::docker_inspect(&sock, &id).await {
+                                let _ = tx.send((id, info));
+                            }
+                        });
+                    }
+                }
             }
             _ = tick.tick() => {
                 ticks += 1;
@@ -197,6 +217,9 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
                     pipeline.tracker.table.sweep_dead();
                 }
                 metrics.set_processes_tracked(pipeline.tracker.table.len() as u64);
+            }
+            Some((id, info)) = meta_rx.recv() => {
+                pipeline.containers.insert(id, info);
             }
             _ = sigint.recv() => break Ok(()),
             _ = sigterm.recv() => break Ok(()),

@@ -8,6 +8,7 @@ use aerie_rules::{Engine, EngineConfig, Matches, RuleLoader};
 
 use crate::fields::{EventCtx, SysEvent};
 use crate::state::apply::Tracker;
+use crate::state::runtime::ContainerDb;
 use crate::state::table::{ExecInfo, ProcessTable};
 use crate::state::users::UserDb;
 
@@ -48,6 +49,10 @@ pub struct Pipeline {
     pub users: UserDb,
     pub engine: Engine,
     pub hostname: String,
+    /// Runtime metadata of containers, filled by the run loop's lookups.
+    pub containers: ContainerDb,
+    /// Container ids seen for the first time, waiting for a runtime lookup.
+    pub new_containers: Vec<String>,
     matches: Matches,
     num: u64,
     scratch: std::cell::RefCell<String>,
@@ -60,6 +65,8 @@ impl Pipeline {
             users,
             engine,
             hostname,
+            containers: ContainerDb::default(),
+            new_containers: Vec::new(),
             matches: Matches::new(),
             num: 0,
             scratch: std::cell::RefCell::new(String::with_capacity(256)),
@@ -74,6 +81,11 @@ impl Pipeline {
     /// A successful exec replaced `pid`'s image.
     pub fn on_exec(&mut self, pid: u32, ppid: u32, exec: &ExecInfo<'_>) {
         self.tracker.table.on_exec(pid, ppid, exec);
+        if let Some(id) = exec.container_id
+            && self.containers.should_ask(id)
+        {
+            self.new_containers.push(id.to_owned());
+        }
     }
 
     /// The thread group `pid` ended.
@@ -100,6 +112,7 @@ impl Pipeline {
                 &self.tracker.transient,
                 evfd,
                 &self.users,
+                &self.containers,
                 &self.hostname,
                 &self.scratch,
             );

@@ -249,6 +249,7 @@ pub fn extract(s: &mut Scenario, ev: &SysEvent<'_>, names: &[&str]) -> Vec<Optio
             &s.p.tracker.transient,
             evfd,
             &s.p.users,
+            &s.p.containers,
             &s.p.hostname,
             &scratch,
         );
