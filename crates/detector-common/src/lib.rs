@@ -78,7 +78,7 @@ pub mod flags {
     pub const NO_ENTRY: u16 = 1 << 1;
     /// A user-memory read failed (bad pointer or page not resident): that slot is empty.
     pub const READ_FAILED: u16 = 1 << 2;
-    /// ProcExit: the whole thread group ended (the last thread).
+    /// ProcExit: the whole thread group ended (the last thread exited).
     pub const GROUP_DEAD: u16 = 1 << 3;
 }
 
@@ -288,7 +288,8 @@ pub struct KernelOffsets {
     pub upid_size: u32,
     pub inode_ctime_sec: u32,
     pub inode_mtime_sec: u32,
-    pub _pad_off: u32,
+    /// `signal_struct.live`: threads still alive; 0 at exit = the whole process ended.
+    pub signal_live: u32,
 }
 
 /// Runtime configuration, entry 0 of the `CONFIG` array map.

@@ -179,7 +179,13 @@ fn try_exit() -> Option<()> {
     }
     rec.hdr.kind = EventKind::ProcExit as u16;
     rec.hdr.ret = read::<i32>(task, off.task_exit_code).unwrap_or(0) as i64;
-    if rec.hdr.tid == rec.hdr.tgid {
+    // do_exit decrements signal->live before this tracepoint: 0 means the last thread.
+    let signal = ptr(task, off.task_signal);
+    let group_dead = match read::<i32>(signal, off.signal_live) {
+        Some(live) => live == 0,
+        None => rec.hdr.tid == rec.hdr.tgid,
+    };
+    if group_dead {
         rec.hdr.flags |= flags::GROUP_DEAD;
     }
     rec.info.start_boot_ns = read::<u64>(task, off.task_start_boottime).unwrap_or(0);

@@ -357,7 +357,9 @@ pub struct ForkEvent {
 pub struct ExitEvent {
     /// `task->exit_code` (wait status encoding: `code << 8 | signal`).
     pub exit_code: i32,
-    /// The thread group leader exited (treat the process as gone).
+    /// The whole process ended: this was its last live thread (`signal->live` reached 0).
+    /// Treat the process as gone only then; a leader that exits early (pthread_exit in
+    /// main) while other threads run has `leader == false`.
     pub leader: bool,
     /// Start time (wall ns) of the exiting task, to match the right process entry.
     pub start_ts: u64,

@@ -555,3 +555,62 @@ async fn execve_from_a_non_leader_thread_keeps_its_entry_data() {
         "{s:#?}"
     );
 }
+
+#[tokio::test]
+async fn process_exit_is_flagged_on_the_last_thread_not_the_leader() {
+    if !root_or_skip("process_exit_is_flagged_on_the_last_thread_not_the_leader") {
+        return;
+    }
+    let mut cap = start(&[]);
+    // SAFETY: the child only spawns a thread and exits through exit(2) / _exit.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork");
+    if child == 0 {
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            // SAFETY: ends the whole child process.
+            unsafe { libc::_exit(5) };
+        });
+        // SAFETY: exit(2) ends only the calling (leader) thread, without unwinding; the
+        // process lives on in the other thread.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+        // SAFETY: not reached.
+        unsafe { libc::_exit(99) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 5,
+        "status {status:#x}"
+    );
+    let evs = collect(
+        &mut cap,
+        Duration::from_secs(10),
+        |e| e.pid == child as u32 && matches!(e.kind, EventKind::Exit(_)),
+        |evs| evs.len() >= 2,
+    )
+    .await;
+    let exits: Vec<_> = evs
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Exit(x) => Some((e.tid, x.leader, x.exit_code)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exits.len(), 2, "{exits:?}");
+    let leader = exits
+        .iter()
+        .find(|(tid, ..)| *tid == child as u32)
+        .expect("leader exit");
+    let other = exits
+        .iter()
+        .find(|(tid, ..)| *tid != child as u32)
+        .expect("thread exit");
+    assert!(
+        !leader.1,
+        "the leader left first: process still alive {exits:?}"
+    );
+    assert!(other.1, "the last thread ends the process {exits:?}");
+    assert_eq!(other.2, 5 << 8);
+}

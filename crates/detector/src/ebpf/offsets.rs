@@ -107,7 +107,7 @@ pub fn resolve(btf: &Btf) -> ResolvedOffsets {
             "inode",
             &["i_mtime_sec", "__i_mtime.tv_sec", "i_mtime.tv_sec"],
         ),
-        _pad_off: 0,
+        signal_live: get("signal_struct.live", "signal_struct", &["live"]),
     };
     ResolvedOffsets {
         offsets,
