@@ -28,20 +28,38 @@ impl DecodeError {
 
 /// Decode one Falco JSON alert.
 pub fn decode_alert(body: &[u8]) -> Result<Alert, DecodeError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let alert: Alert = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let mut path = e.path().to_string();
-        if path.is_empty() || path == "?" {
-            // A syntax error before any field was read: it concerns the whole document.
-            path = ".".to_owned();
+    // Fast path: plain serde_json. Only a body that fails is decoded again with path
+    // tracking, to name the field (path tracking costs ~5% of router CPU on every alert).
+    match serde_json::from_slice::<Alert>(body) {
+        Ok(alert) => {
+            validate(&alert)?;
+            Ok(alert)
         }
-        let inner = e.into_inner();
-        DecodeError::new(field_name(&path, &inner), clean_reason(&inner))
-    })?;
-    de.end()
-        .map_err(|e| DecodeError::new(".", format!("trailing data after the alert: {e}")))?;
-    validate(&alert)?;
-    Ok(alert)
+        Err(_) => Err(explain_failure(body)),
+    }
+}
+
+/// Decode again with path tracking to say which field made `body` fail.
+fn explain_failure(body: &[u8]) -> DecodeError {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let alert: Result<Alert, DecodeError> =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let mut path = e.path().to_string();
+            if path.is_empty() || path == "?" {
+                // A syntax error before any field was read: it concerns the whole document.
+                path = ".".to_owned();
+            }
+            let inner = e.into_inner();
+            DecodeError::new(field_name(&path, &inner), clean_reason(&inner))
+        });
+    match alert {
+        Err(e) => e,
+        Ok(_) => match de.end() {
+            Err(e) => DecodeError::new(".", format!("trailing data after the alert: {e}")),
+            // Unreachable in practice: serde_json and the path-tracking decoder agree.
+            Ok(()) => DecodeError::new(".", "invalid alert"),
+        },
+    }
 }
 
 /// Decode a batch: a JSON array of alerts, or NDJSON (one alert per line, blank lines ignored).
@@ -147,6 +165,11 @@ mod tests {
 
         let e = decode_alert(b"{not json").unwrap_err();
         assert_eq!(e.field, ".");
+
+        let good = r#"{"output":"x","priority":"info","rule":"r","time":"2023-05-25T13:44:05Z"}"#;
+        let e = decode_alert(format!("{good} trailing").as_bytes()).unwrap_err();
+        assert_eq!(e.field, ".");
+        assert!(e.reason.contains("trailing"), "{e}");
     }
 
     #[test]

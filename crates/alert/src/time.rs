@@ -32,12 +32,17 @@ impl Timestamp {
     }
 
     pub fn parse(text: &str) -> Result<Self, InvalidTime> {
-        OffsetDateTime::parse(text, &Rfc3339)
-            .map(|t| Timestamp(t.unix_timestamp_nanos()))
-            .map_err(|e| InvalidTime {
-                text: truncate_for_error(text),
-                reason: e.to_string(),
-            })
+        let invalid = |reason: String| InvalidTime {
+            text: truncate_for_error(text),
+            reason,
+        };
+        let t = OffsetDateTime::parse(text, &Rfc3339).map_err(|e| invalid(e.to_string()))?;
+        // An offset can push a valid local time outside the years we can write back in UTC
+        // (e.g. 9999-12-31T23:59:59-01:00); refuse it rather than print a wrong time later.
+        t.checked_to_offset(time::UtcOffset::UTC)
+            .filter(|utc| (0..=9999).contains(&utc.year()))
+            .ok_or_else(|| invalid("out of range once converted to UTC".to_owned()))?;
+        Ok(Timestamp(t.unix_timestamp_nanos()))
     }
 
     fn datetime(self) -> OffsetDateTime {
@@ -118,6 +123,14 @@ mod tests {
     fn accepts_offsets_and_normalises_to_utc() {
         let t = Timestamp::parse("2023-05-25T15:44:05.5+02:00").unwrap();
         assert_eq!(t.to_string(), "2023-05-25T13:44:05.500000000Z");
+    }
+
+    #[test]
+    fn rejects_times_outside_the_utc_years_we_can_write() {
+        assert!(Timestamp::parse("9999-12-31T23:59:59-01:00").is_err());
+        assert!(Timestamp::parse("0000-01-01T00:00:00+01:00").is_err());
+        let edge = Timestamp::parse("9999-12-31T23:59:59Z").unwrap();
+        assert_eq!(edge.to_string(), "9999-12-31T23:59:59.000000000Z");
     }
 
     #[test]
