@@ -64,9 +64,15 @@ pub static PROC_SCRATCH: PerCpuArray<ProcScratch> = PerCpuArray::with_max_entrie
 /// BPF_F_NO_PREALLOC: memory is only used by syscalls actually in flight.
 const BPF_F_NO_PREALLOC: u32 = 1;
 
+/// Syscalls blocked between entry and exit at once (e.g. slow connects): memory is at most
+/// `INFLIGHT_MAX * size_of::<Inflight>()` (~136 MiB), normally a few KiB. Beyond it the
+/// exit is still sent, flagged NO_ENTRY, and counted as DROP_INFLIGHT_FULL.
+const INFLIGHT_MAX: u32 = 16384;
+
 /// tid -> entry-captured syscall, completed and sent at exit.
 #[map]
-pub static INFLIGHT: HashMap<u32, Inflight> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+pub static INFLIGHT: HashMap<u32, Inflight> =
+    HashMap::with_max_entries(INFLIGHT_MAX, BPF_F_NO_PREALLOC);
 
 #[inline(always)]
 pub fn count(idx: u32) {
