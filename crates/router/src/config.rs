@@ -62,6 +62,7 @@ struct RawConfig {
     listen: Option<String>,
     max_body_size: Option<String>,
     queue_capacity: Option<usize>,
+    queue: Option<crate::durable::RawQueue>,
     templates_dir: Option<String>,
     dedup: Option<RawDedup>,
     #[serde(default)]
@@ -213,6 +214,8 @@ pub struct Config {
     pub listen: String,
     pub max_body_bytes: usize,
     pub queue_capacity: usize,
+    /// The durable queue (`queue:`); without `queue.dir` queues are in memory only.
+    pub queue: crate::durable::QueueConfig,
     pub templates_dir: PathBuf,
     pub dedup: DedupConfig,
     pub outputs: Vec<OutputConfig>,
@@ -498,6 +501,8 @@ impl Builder<'_> {
                 "must be at least 1",
             ));
         }
+        let queue = crate::durable::QueueConfig::from_raw(raw.queue.as_ref())
+            .map_err(|(field, reason)| self.err(field, field.rsplit('.').next(), reason))?;
         let dedup = match &raw.dedup {
             None => DedupConfig {
                 window: Duration::ZERO,
@@ -626,6 +631,7 @@ impl Builder<'_> {
             listen,
             max_body_bytes,
             queue_capacity,
+            queue,
             templates_dir: PathBuf::from(
                 raw.templates_dir
                     .clone()

@@ -80,7 +80,7 @@ async fn post_one(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
     };
     let start = Instant::now();
     match decode_alert(&body) {
-        Ok(alert) => accept(&app, vec![alert], false, start),
+        Ok(alert) => accept(&app, vec![alert], false, start).await,
         Err(e) => {
             app.core.metrics.requests_bad.fetch_add(1, Relaxed);
             app.core.metrics.alerts_rejected.fetch_add(1, Relaxed);
@@ -134,7 +134,7 @@ async fn post_batch(State(app): State<Arc<App>>, body: Result<Bytes, BytesReject
             }),
         );
     }
-    accept(&app, alerts, false, start)
+    accept(&app, alerts, false, start).await
 }
 
 async fn post_test(State(app): State<Arc<App>>) -> Response {
@@ -148,7 +148,7 @@ async fn post_test(State(app): State<Arc<App>>) -> Response {
         tags: vec!["test".into(), "example".into()],
         time: Timestamp::now(),
     };
-    accept(&app, vec![alert], true, Instant::now())
+    accept(&app, vec![alert], true, Instant::now()).await
 }
 
 fn hostname() -> String {
@@ -158,7 +158,7 @@ fn hostname() -> String {
 }
 
 /// Route and queue; 200 only once every job is queued.
-fn accept(app: &App, alerts: Vec<Alert>, test: bool, start: Instant) -> Response {
+async fn accept(app: &App, alerts: Vec<Alert>, test: bool, start: Instant) -> Response {
     let m = &app.core.metrics;
     let received = Instant::now();
     let mut batch = Vec::with_capacity(alerts.len());
@@ -182,7 +182,7 @@ fn accept(app: &App, alerts: Vec<Alert>, test: bool, start: Instant) -> Response
         });
         batch.push((env, routed.targets));
     }
-    match app.queues.accept(&batch) {
+    match app.queues.accept(&batch).await {
         Ok(()) => {
             let n = batch.len() as u64;
             m.requests_ok.fetch_add(1, Relaxed);
@@ -209,7 +209,9 @@ fn accept(app: &App, alerts: Vec<Alert>, test: bool, start: Instant) -> Response
                     "queue of output {} is full",
                     app.core.config.outputs[output].name
                 ),
-                AcceptError::Closed => e.to_string(),
+                AcceptError::Closed | AcceptError::SpoolFull(_) | AcceptError::Spool(_) => {
+                    e.to_string()
+                }
             };
             let mut r = json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -231,7 +233,8 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let body = app.core.metrics.render(|i| app.queues.depth(i));
+    let mut body = app.core.metrics.render(|i| app.queues.depth(i));
+    app.queues.write_metrics(&mut body);
     (
         [(
             header::CONTENT_TYPE,

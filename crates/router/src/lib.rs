@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod dedup;
+pub mod durable;
 pub mod duration;
 pub mod ingest;
 pub mod metrics;

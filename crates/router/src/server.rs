@@ -70,7 +70,7 @@ pub async fn start(cfg: Config, listener: Option<TcpListener>) -> anyhow::Result
             .with_context(|| format!("cannot listen on {}", cfg.listen))?,
     };
     let addr = listener.local_addr()?;
-    let (queues, consumers) = QueueSet::new(cfg.outputs.len(), cfg.queue_capacity);
+    let (queues, consumers, stop_workers) = QueueSet::open(&cfg)?;
     let core = Arc::new(Core {
         config: Arc::new(cfg),
         metrics,
@@ -99,13 +99,25 @@ pub async fn start(cfg: Config, listener: Option<TcpListener>) -> anyhow::Result
             .await
             .context("HTTP server")?;
         // The server (and with it every queue sender) is gone: workers drain and stop.
+        if let Some(s) = &stop_workers {
+            let _ = s.send(true);
+        }
         let drain = async {
-            for w in workers {
+            for w in workers.iter_mut() {
                 let _ = w.await;
             }
         };
         if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
-            tracing::warn!("outputs did not drain within {DRAIN_DEADLINE:?}; stopping anyway");
+            tracing::warn!(
+                "outputs did not drain within {DRAIN_DEADLINE:?}; the rest stays queued"
+            );
+            // Dropping the workers' readers persists their cursors.
+            for w in &workers {
+                w.abort();
+            }
+            for w in workers {
+                let _ = w.await;
+            }
         }
         Ok(())
     });

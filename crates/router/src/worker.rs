@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::config::{Config, OutputKind};
 use crate::dedup::{DedupState, KeySpec, Verdict, repeated_text};
+use crate::durable::{Backoff, Breaker, now_ms};
 use crate::duration::format_duration;
 use crate::metrics::Metrics;
 use crate::outputs::{Sink, payload};
@@ -45,6 +46,28 @@ struct RouteDedup {
 /// Jobs taken from the queue per batch.
 const BATCH: usize = 512;
 
+/// Consecutive failed deliveries (each after the sink's own retries) that open the breaker.
+const BREAKER_THRESHOLD: u32 = 3;
+
+/// What became of one job.
+enum Step {
+    /// Delivered, suppressed by dedup, or otherwise finished: ack it.
+    Done,
+    /// Held in the rate-limit digest with this limiter key: ack when the digest is sent.
+    Held(u64),
+    /// Undeliverable past the output's max age (or refused for good): dead-letter it.
+    Failed(String),
+    /// Shutting down while retrying: leave it in the queue for the next start.
+    Deferred,
+}
+
+/// Result of one delivery (with retries when the queue is durable).
+enum Outcome {
+    Delivered,
+    Failed(String),
+    Deferred,
+}
+
 pub struct Worker {
     idx: usize,
     core: Arc<Core>,
@@ -57,6 +80,15 @@ pub struct Worker {
     /// Last suppressed alert per key, kept only for routes that send window-end summaries.
     last_suppressed: HashMap<u64, (Arc<Envelope>, u16)>,
     last_sweep: Instant,
+    /// Queue sequence numbers held in each pending digest (durable queue).
+    held: HashMap<u64, Vec<u64>>,
+    /// Retry deadline (unix ms) of the job being delivered; `None` keeps the sink's own
+    /// bounded retries only (memory queue).
+    retry_until: Option<u64>,
+    max_age: Duration,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
+    backoff: Backoff,
+    breaker: Breaker,
 }
 
 impl Worker {
@@ -91,6 +123,12 @@ impl Worker {
             digests: Digests::new(),
             last_suppressed: HashMap::new(),
             last_sweep: Instant::now(),
+            held: HashMap::new(),
+            retry_until: None,
+            max_age: cfg.queue.max_age,
+            stop: None,
+            backoff: Backoff::new(out.retry.initial_backoff, out.retry.max_backoff),
+            breaker: Breaker::new(BREAKER_THRESHOLD, out.retry.max_backoff),
             core,
         })
     }
@@ -100,6 +138,8 @@ impl Worker {
         let mut buf = Vec::with_capacity(BATCH);
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.stop = consumer.stop_signal();
+        let mut done = Vec::with_capacity(BATCH);
         loop {
             tokio::select! {
                 n = consumer.recv_many(&mut buf, BATCH) => {
@@ -108,14 +148,42 @@ impl Worker {
                     }
                     let templates = self.core.templates();
                     for job in buf.drain(..) {
-                        self.process(job, &templates).await;
+                        let record = job.record.clone();
+                        self.retry_until = record
+                            .as_ref()
+                            .map(|r| r.appended_at_ms + self.max_age.as_millis() as u64);
+                        let step = self.process(job, &templates).await;
+                        let Some(rec) = record else { continue };
+                        match step {
+                            // Acked after the flush below, so that a file line is written first.
+                            Step::Done => done.push(rec.seq),
+                            Step::Held(dk) => self.held.entry(dk).or_default().push(rec.seq),
+                            Step::Failed(reason) => self.dead_letter(&mut consumer, &rec, &reason),
+                            Step::Deferred => {}
+                        }
                     }
                     self.flush();
+                    for seq in done.drain(..) {
+                        consumer.ack_seq(seq);
+                    }
                 }
-                _ = tick.tick() => self.housekeeping(false).await,
+                _ = tick.tick() => self.housekeeping(false, &mut consumer).await,
             }
         }
-        self.housekeeping(true).await;
+        self.housekeeping(true, &mut consumer).await;
+        consumer.sync();
+    }
+
+    fn dead_letter(&self, consumer: &mut Consumer, rec: &aerie_spool::Record, reason: &str) {
+        let out = &self.core.config.outputs[self.idx].name;
+        match consumer.dead_letter(rec, reason) {
+            Ok(()) => {
+                tracing::error!(output = %out, seq = rec.seq, %reason, "alert moved to the dead-letter file")
+            }
+            Err(e) => {
+                tracing::error!(output = %out, seq = rec.seq, %reason, error = %e, "dead-lettering failed; the alert stays queued")
+            }
+        }
     }
 
     fn route_dedup(&self, route: u16) -> &RouteDedup {
@@ -127,16 +195,17 @@ impl Worker {
         &self.route_dedup[i]
     }
 
-    async fn process(&mut self, job: Job, templates: &Templates) {
+    async fn process(&mut self, job: Job, templates: &Templates) -> Step {
         let m = self.core.metrics.output(self.idx);
         let env = job.envelope;
         let rd = self.route_dedup(job.route);
         let key = rd.key.hash(&env.alert);
         let (window, summary) = (rd.window, rd.summary);
         if env.test {
-            self.deliver(&env, job.route, key, 0, window, None, false, templates)
-                .await;
-            return;
+            return self
+                .deliver(&env, job.route, key, 0, window, None, false, templates)
+                .await
+                .into();
         }
         let now = Instant::now();
         let repeated = match self.dedup.check(key, window, now) {
@@ -145,7 +214,7 @@ impl Worker {
                 if summary {
                     self.last_suppressed.insert(key, (env, job.route));
                 }
-                return;
+                return Step::Done;
             }
             Verdict::Deliver { repeated } => repeated,
         };
@@ -165,18 +234,19 @@ impl Worker {
             };
             if held {
                 m.rate_limited.fetch_add(1, Relaxed);
-                return;
+                return Step::Held(dk);
             }
         }
         self.deliver(
             &env, job.route, key, repeated, window, None, false, templates,
         )
-        .await;
+        .await
+        .into()
     }
 
     /// Periodic work: send digests whose tokens returned, end dedup windows. `closing` sends
     /// every held digest regardless of the limit (shutting down must not drop them).
-    async fn housekeeping(&mut self, closing: bool) {
+    async fn housekeeping(&mut self, closing: bool, consumer: &mut Consumer) {
         let now = Instant::now();
         if !self.digests.is_empty() {
             let templates = self.core.templates();
@@ -202,17 +272,46 @@ impl Worker {
                         .output(self.idx)
                         .digests
                         .fetch_add(1, Relaxed);
-                    self.deliver(
-                        &d.first,
-                        d.route,
-                        d.key,
-                        d.repeated,
-                        window,
-                        Some(&info),
-                        false,
-                        &templates,
-                    )
-                    .await;
+                    let seqs = self.held.remove(&k).unwrap_or_default();
+                    self.retry_until =
+                        (!seqs.is_empty()).then(|| now_ms() + self.max_age.as_millis() as u64);
+                    let outcome = self
+                        .deliver(
+                            &d.first,
+                            d.route,
+                            d.key,
+                            d.repeated,
+                            window,
+                            Some(&info),
+                            false,
+                            &templates,
+                        )
+                        .await;
+                    match outcome {
+                        Outcome::Delivered => {
+                            for s in seqs {
+                                consumer.ack_seq(s);
+                            }
+                        }
+                        Outcome::Failed(reason) => {
+                            // One dead-letter line for the digest (its first alert), then the
+                            // rest of the held alerts are acked: the line counts them.
+                            if let Some((&first, rest)) = seqs.split_first() {
+                                let rec = aerie_spool::Record {
+                                    seq: first,
+                                    appended_at_ms: now_ms(),
+                                    payload: serde_json::to_vec(&d.first.alert).unwrap_or_default(),
+                                };
+                                let reason =
+                                    format!("rate-limit digest of {} alerts: {reason}", d.count);
+                                self.dead_letter(consumer, &rec, &reason);
+                                for &s in rest {
+                                    consumer.ack_seq(s);
+                                }
+                            }
+                        }
+                        Outcome::Deferred => {}
+                    }
                 }
             }
             self.flush();
@@ -236,6 +335,7 @@ impl Worker {
                             .output(self.idx)
                             .dedup_summaries
                             .fetch_add(1, Relaxed);
+                        self.retry_until = None;
                         self.deliver(
                             &env,
                             route,
@@ -281,10 +381,11 @@ impl Worker {
         digest: Option<&DigestInfo>,
         summary: bool,
         templates: &Templates,
-    ) {
-        let cfg = &self.core.config;
+    ) -> Outcome {
+        let core = self.core.clone();
+        let cfg = &core.config;
         let out = &cfg.outputs[self.idx];
-        let m = self.core.metrics.output(self.idx);
+        let m = core.metrics.output(self.idx);
         let route_name = if route == DEFAULT_ROUTE {
             "default"
         } else {
@@ -342,14 +443,78 @@ impl Worker {
         } else {
             json_line(alert, repeated, window, digest, summary)
         };
-        match self.sink.send(&body, m).await {
-            Ok(()) => {
-                m.delivered.fetch_add(1, Relaxed);
+        loop {
+            let wait = self.breaker.wait(Instant::now());
+            if !wait.is_zero() && !self.pause(wait).await {
+                return Outcome::Deferred;
             }
-            Err(e) => {
-                m.failed.fetch_add(1, Relaxed);
-                tracing::error!(output = %out.name, rule = %alert.rule, error = %e, "delivery failed");
+            match self.sink.send(&body, m).await {
+                Ok(()) => {
+                    m.delivered.fetch_add(1, Relaxed);
+                    if self.breaker.is_open() {
+                        tracing::info!(output = %out.name, "output recovered; circuit closed");
+                    }
+                    self.breaker.success();
+                    self.backoff.reset();
+                    return Outcome::Delivered;
+                }
+                Err(e) => {
+                    m.failed.fetch_add(1, Relaxed);
+                    let Some(until) = self.retry_until else {
+                        tracing::error!(output = %out.name, rule = %alert.rule, error = %e, "delivery failed");
+                        return Outcome::Failed(e);
+                    };
+                    // A 4xx other than 408/429 means the payload or credentials are wrong:
+                    // sending the same thing again cannot succeed.
+                    if e.starts_with("HTTP 4") {
+                        return Outcome::Failed(e);
+                    }
+                    if now_ms() >= until {
+                        return Outcome::Failed(format!(
+                            "not delivered within max_age {}: {e}",
+                            format_duration(self.max_age)
+                        ));
+                    }
+                    if self.breaker.failure(Instant::now()) {
+                        tracing::warn!(output = %out.name, error = %e, "circuit open: output keeps failing; probing again later");
+                    } else {
+                        tracing::warn!(output = %out.name, rule = %alert.rule, error = %e, "delivery failed; will retry");
+                    }
+                    let delay = self.backoff.next_delay();
+                    if !self.pause(delay).await {
+                        return Outcome::Deferred;
+                    }
+                }
             }
+        }
+    }
+
+    /// Sleep unless shutdown is asked for first; false when stopping.
+    async fn pause(&mut self, d: Duration) -> bool {
+        match &mut self.stop {
+            None => {
+                tokio::time::sleep(d).await;
+                true
+            }
+            Some(stop) => {
+                if *stop.borrow() {
+                    return false;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => true,
+                    _ = stop.changed() => false,
+                }
+            }
+        }
+    }
+}
+
+impl From<Outcome> for Step {
+    fn from(o: Outcome) -> Step {
+        match o {
+            Outcome::Delivered => Step::Done,
+            Outcome::Failed(r) => Step::Failed(r),
+            Outcome::Deferred => Step::Deferred,
         }
     }
 }
