@@ -71,6 +71,28 @@ struct RawConfig {
     routes: Vec<RawRoute>,
     #[serde(default)]
     default_outputs: Vec<String>,
+    request_timeout: Option<String>,
+    auth: Option<RawAuth>,
+    tls: Option<RawServerTls>,
+}
+
+/// Ingest authentication as written (`auth:`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    bearer_token: Option<String>,
+    bearer_token_file: Option<String>,
+    client_ca_file: Option<String>,
+    protect_metrics: Option<bool>,
+}
+
+/// The ingest TLS server as written (`tls:`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServerTls {
+    cert_file: String,
+    key_file: String,
+    client_ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,6 +244,12 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Indexes into `outputs` for alerts that match no route.
     pub default_outputs: Vec<usize>,
+    /// Longest time a request may take to arrive and be answered (slow bodies get 408).
+    pub request_timeout: Duration,
+    /// Ingest authentication (bearer token); mTLS lives in `server_tls`.
+    pub auth: crate::auth::AuthConfig,
+    /// Serve ingest over TLS (and require client certificates when a client CA is set).
+    pub server_tls: Option<crate::auth::ServerTlsConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -626,6 +654,19 @@ impl Builder<'_> {
             default_outputs = (0..outputs.len()).collect();
         }
 
+        let request_timeout = self.dur(
+            "request_timeout",
+            &raw.request_timeout,
+            crate::auth::DEFAULT_REQUEST_TIMEOUT,
+        )?;
+        if request_timeout.is_zero() {
+            return Err(self.err(
+                "request_timeout",
+                Some("request_timeout"),
+                "must be above 0",
+            ));
+        }
+        let (auth, server_tls) = self.auth(&raw)?;
         Ok(Config {
             source: self.file.to_owned(),
             listen,
@@ -641,7 +682,77 @@ impl Builder<'_> {
             outputs,
             routes,
             default_outputs,
+            request_timeout,
+            auth,
+            server_tls,
         })
+    }
+
+    /// `auth:` and `tls:`; `AERIE_ROUTER_TOKEN` overrides the configured bearer token.
+    fn auth(
+        &self,
+        raw: &RawConfig,
+    ) -> Result<
+        (
+            crate::auth::AuthConfig,
+            Option<crate::auth::ServerTlsConfig>,
+        ),
+        ConfigError,
+    > {
+        let a = raw.auth.as_ref();
+        let none = None;
+        let mut token = self.secret(
+            "auth.bearer_token",
+            a.map_or(&none, |a| &a.bearer_token),
+            a.map_or(&none, |a| &a.bearer_token_file),
+        )?;
+        if let Some(t) = self.env.var(crate::auth::TOKEN_ENV)
+            && !t.trim().is_empty()
+        {
+            token = Some(Secret::new(t.trim()));
+        }
+        if token.as_ref().is_some_and(Secret::is_empty) {
+            return Err(self.err(
+                "auth.bearer_token",
+                Some("bearer_token"),
+                "the token is empty",
+            ));
+        }
+        let auth = crate::auth::AuthConfig {
+            bearer_token: token,
+            protect_metrics: a.and_then(|a| a.protect_metrics).unwrap_or(false),
+        };
+        let auth_ca = a.and_then(|a| a.client_ca_file.clone());
+        let tls = match &raw.tls {
+            None => {
+                if auth_ca.is_some() {
+                    return Err(self.err(
+                        "auth.client_ca_file",
+                        Some("client_ca_file"),
+                        "client certificates need the TLS server: set tls.cert_file and tls.key_file",
+                    ));
+                }
+                None
+            }
+            Some(t) => {
+                let ca = match (&t.client_ca_file, auth_ca) {
+                    (Some(x), Some(y)) if *x != y => {
+                        return Err(self.err(
+                            "tls.client_ca_file",
+                            Some("client_ca_file"),
+                            "auth.client_ca_file and tls.client_ca_file differ; set one",
+                        ));
+                    }
+                    (x, y) => x.clone().or(y),
+                };
+                Some(crate::auth::ServerTlsConfig {
+                    cert_file: PathBuf::from(&t.cert_file),
+                    key_file: PathBuf::from(&t.key_file),
+                    client_ca_file: ca.map(PathBuf::from),
+                })
+            }
+        };
+        Ok((auth, tls))
     }
 
     fn dedup_key(&self, field: &str, key: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {

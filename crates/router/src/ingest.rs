@@ -34,7 +34,8 @@ pub struct App {
 
 pub fn http(app: Arc<App>) -> Http {
     let limit = app.core.config.max_body_bytes;
-    Http::new()
+    let config = app.core.config.clone();
+    let routes = Http::new()
         .route("/", post(post_one))
         .route("/v1/alerts", post(post_batch))
         .route("/test", post(post_test))
@@ -42,7 +43,8 @@ pub fn http(app: Arc<App>) -> Http {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(app)
+        .with_state(app);
+    crate::auth::guard(routes, &config)
 }
 
 fn json_error(status: StatusCode, v: serde_json::Value) -> Response {

@@ -6,6 +6,7 @@
 //! output's own worker ([`worker`]): dedup ([`dedup`]) → rate limit ([`ratelimit`]) → render
 //! ([`render`]) → deliver ([`outputs`]).
 
+pub mod auth;
 pub mod config;
 pub mod dedup;
 pub mod durable;
@@ -19,4 +20,5 @@ pub mod render;
 pub mod routes_test;
 pub mod routing;
 pub mod server;
+pub mod tls_server;
 pub mod worker;

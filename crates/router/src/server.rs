@@ -91,13 +91,23 @@ pub async fn start(cfg: Config, listener: Option<TcpListener>) -> anyhow::Result
     let (tx, rx) = oneshot::channel::<()>();
     let service = http(app.clone());
     drop(app);
+    let tls = match &core.config.server_tls {
+        Some(t) => Some(crate::tls_server::server_config(t)?),
+        None => None,
+    };
     let task = tokio::spawn(async move {
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
-            .context("HTTP server")?;
+        let stop = async {
+            let _ = rx.await;
+        };
+        match tls {
+            Some(tls) => crate::tls_server::serve(listener, service, tls, stop)
+                .await
+                .context("HTTPS server")?,
+            None => axum::serve(listener, service)
+                .with_graceful_shutdown(stop)
+                .await
+                .context("HTTP server")?,
+        }
         // The server (and with it every queue sender) is gone: workers drain and stop.
         if let Some(s) = &stop_workers {
             let _ = s.send(true);
