@@ -11,7 +11,10 @@
 //! other load on the machine does not distort. On N idle cores the router alone could reach
 //! about N times `router CPU-s`.
 //!
-//! Environment: BENCH_SECS (per phase, default 5), BENCH_CONNS (default 16),
+//! Runs twice: with the durable queue (`queue.dir` set, default fsync policy `always`: every
+//! commit group is fdatasync'd before the 2xx) and with the in-memory queue.
+//!
+//! Environment: BENCH_QUEUE (`durable,memory` by default; either alone), BENCH_SECS (per phase, default 5), BENCH_CONNS (default 16),
 //! BENCH_KEYS (dedup keys for the RSS phase, default 1000000).
 
 use std::sync::Arc;
@@ -251,12 +254,35 @@ fn main() {
     let secs = env_or("BENCH_SECS", 5);
     let conns = env_or("BENCH_CONNS", 16);
     let keys = env_or("BENCH_KEYS", 1_000_000);
-    let dir = std::env::temp_dir().join(format!("aerie-router-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let modes = std::env::var("BENCH_QUEUE").unwrap_or_else(|_| "durable,memory".into());
+    for mode in modes.split(',') {
+        let dir =
+            std::env::temp_dir().join(format!("aerie-router-bench-{}-{mode}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let queue = match mode {
+            // The durable queue with its default (safe) fsync policy: every commit group is
+            // fdatasync'd before the 2xx.
+            "durable" => format!("queue: {{ dir: {} }}", dir.join("queue").display()),
+            "memory" => String::new(),
+            other => panic!("BENCH_QUEUE: unknown mode {other:?} (durable, memory)"),
+        };
+        // The RSS phase only once (it measures dedup state, not the queue).
+        let rss_keys = if mode == modes.split(',').next().unwrap_or("") {
+            keys
+        } else {
+            0
+        };
+        run_mode(mode, &queue, &dir, secs, conns, rss_keys);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+fn run_mode(mode: &str, queue: &str, dir: &std::path::Path, secs: u64, conns: u64, keys: u64) {
     let yaml = format!(
         r#"
 templates_dir: {tpl}
+{queue}
 queue_capacity: 262144
 max_body_size: 16MB
 dedup: {{ window: 10m, key: [rule, hostname, output_fields.container.id, output_fields.proc.cmdline] }}
@@ -313,9 +339,10 @@ routes:
         let addr = running.addr;
         let core = running.core.clone();
         let seq = Arc::new(AtomicU64::new(0));
-        println!("aerie-router ingest benchmark: {cores} cores, {conns} connections, {secs} s per phase");
+        println!("aerie-router ingest benchmark ({mode} queue): {cores} cores, {conns} connections, {secs} s per phase");
         println!("pipeline: HTTP -> routes (3, regex+glob) -> dedup (50% repeated keys) -> file.hbs template -> file (fsync interval)");
         // RSS with `keys` distinct dedup keys live (10 m window): batches of distinct alerts.
+        if keys > 0 {
         let before = core.metrics.output(0).dedup_keys.load(Relaxed);
         let rss_before = rss_mb();
         let base = processed(&core);
@@ -356,6 +383,7 @@ routes:
             "RSS with {live} live dedup keys: {:.0} MB (before adding {keys} keys: {rss_before:.0} MB)",
             rss_mb()
         );
+        }
         // Warm-up.
         run_phase(addr, &core, conns, 1, 1, seq.clone()).await;
         println!(
@@ -379,5 +407,5 @@ routes:
         }
         running.shutdown().await.expect("shutdown");
     });
-    let _ = std::fs::remove_dir_all(&dir);
+    router_rt.shutdown_timeout(Duration::from_millis(100));
 }

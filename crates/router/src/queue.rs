@@ -1,16 +1,17 @@
-//! Accepting alerts for delivery: one bounded queue per output.
+//! Accepting alerts for delivery: one queue per output.
 //!
-//! This is the seam where aerie-spool's durable queue plugs in (issue 6). The contract:
 //! - [`QueueSet::accept`] takes a batch of routed alerts and returns only once **every**
-//!   (alert, output) job is queued, or refuses the whole batch ([`AcceptError::Full`] → 503
-//!   with Retry-After). Ingest answers 2xx only after it returns `Ok`.
-//! - Each output's worker drains its own [`Consumer`] with [`Consumer::recv_many`]; a slow output
-//!   fills only its own queue.
+//!   (alert, output) job is queued, or refuses the whole batch (full → 503 with Retry-After).
+//!   Ingest answers 2xx only after it returns `Ok`.
+//! - Durable (`queue.dir` set, see [`crate::durable`]): each alert is appended once to an
+//!   aerie-spool (its JSON plus the names of the outputs it goes to, with their routes) by group
+//!   commit; the 2xx follows the commit. Each output reads through its own spool cursor, and a
+//!   job is acked once delivered, dead-lettered, or (rate-limit digests) when its digest is sent.
+//!   After a restart, unacked jobs are delivered again (at least once).
+//! - Memory (no `queue.dir`): a bounded channel per output; lost on a crash.
 //!
-//! A durable implementation appends each alert once (its JSON plus the `(output, route)` targets)
-//! with group commit before `accept` returns, keeps one cursor per output, and acknowledges a
-//! job when the worker has delivered (or dead-lettered) it; `recv_many` then reads from the
-//! cursor. Workers need no other change.
+//! Each output's worker drains its own [`Consumer`] with [`Consumer::recv_many`]; a slow output
+//! never delays the others.
 
 use std::sync::Arc;
 use std::time::Instant;
