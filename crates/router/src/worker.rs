@@ -176,7 +176,14 @@ impl Worker {
 
     fn dead_letter(&self, consumer: &mut Consumer, rec: &aerie_spool::Record, reason: &str) {
         let out = &self.core.config.outputs[self.idx].name;
-        match consumer.dead_letter(rec, reason) {
+        // The dead-letter line carries the alert's JSON, not the queue's record header.
+        let alert_only =
+            crate::durable::decode_head(&rec.payload, out).map(|h| aerie_spool::Record {
+                seq: rec.seq,
+                appended_at_ms: rec.appended_at_ms,
+                payload: rec.payload[h.json_at..].to_vec(),
+            });
+        match consumer.dead_letter(alert_only.as_ref().unwrap_or(rec), reason) {
             Ok(()) => {
                 tracing::error!(output = %out, seq = rec.seq, %reason, "alert moved to the dead-letter file")
             }

@@ -444,3 +444,67 @@ async fn full_disk_answers_503_and_recovers_without_losing_acknowledged_alerts()
     }
     r.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_past_max_age_go_to_the_dead_letter_file_with_a_reason() {
+    let dir = temp_dir("durability-dead-letter");
+    let (hook, url) = Hook::start(false).await;
+    let file = dir.join("alerts.jsonl");
+    let qdir = dir.join("queue");
+    let r = common::start_router(&format!(
+        "templates_dir: {}\nqueue: {{dir: {}, max_age: 1s}}\noutputs:\n  - {{name: archive, type: file, path: {}}}\n  - {{name: hook, type: webhook, url: \"{url}\", retry: {{max_attempts: 1, initial_backoff: 50ms, max_backoff: 200ms}}}}\n",
+        common::templates_dir(),
+        qdir.display(),
+        file.display()
+    ))
+    .await;
+    let body: Vec<String> = (0..5).map(|s| alert(s, s)).collect();
+    let (status, _, _) = common::post(r.addr, "/v1/alerts", body.join("\n")).await;
+    assert_eq!(status, 200);
+    let dead = qdir.join("dead-letter.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines = read_lines(&dead);
+        if lines.len() >= 5 {
+            break lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of 5 alerts dead-lettered",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let text = lines
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains("max_age"), "reason names max_age: {text}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["record"]["output_fields"]["seq"].is_u64()),
+        "each line holds the alert: {text}"
+    );
+    assert!(text.contains("hook"), "line names the output: {text}");
+    assert!(
+        text.contains("HTTP 500"),
+        "reason carries the last error: {text}"
+    );
+    // The other output was not held up by the dead one.
+    assert_eq!(read_lines(&file).len(), 5);
+    assert!(hook.seqs().is_empty());
+    let metrics = reqwest::get(format!("http://{}/metrics", r.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dl = metrics
+        .lines()
+        .find(|l| l.starts_with("aerie_router_spool_dead_lettered"))
+        .unwrap_or_else(|| panic!("no dead-letter metric in\n{metrics}"));
+    assert!(dl.ends_with(" 5"), "{dl}");
+    r.shutdown().await.unwrap();
+}
