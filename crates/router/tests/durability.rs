@@ -508,3 +508,62 @@ async fn alerts_past_max_age_go_to_the_dead_letter_file_with_a_reason() {
     assert!(dl.ends_with(" 5"), "{dl}");
     r.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_persists_undelivered_alerts_and_the_next_start_delivers_them() {
+    let dir = temp_dir("durability-term");
+    let (hook, url) = Hook::start(false).await;
+    let port = free_port();
+    let file = dir.join("alerts.jsonl");
+    let cfg = dir.join("router.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{port}\ntemplates_dir: {}\nqueue: {{dir: {}}}\noutputs:\n  - {{name: archive, type: file, path: {}}}\n  - {{name: hook, type: webhook, url: \"{url}\", retry: {{max_attempts: 1, initial_backoff: 50ms, max_backoff: 200ms}}}}\n",
+            common::templates_dir(),
+            dir.join("queue").display(),
+            file.display()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn_router(&cfg, port);
+    let client = reqwest::Client::new();
+    let seqs: Vec<u64> = (0..1000).collect();
+    assert_eq!(post_batch(&client, port, &seqs).await, Some(200));
+    // The webhook is down: SIGTERM must not wait for it forever, and must keep its alerts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    println!("SIGTERM with a dead output: exited after {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(12));
+    assert_eq!(read_lines(&file).len(), 1000, "the file output drained");
+    assert!(hook.seqs().is_empty());
+
+    hook.up.store(true, Ordering::SeqCst);
+    let mut child = spawn_router(&cfg, port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got: HashSet<u64> = hook.seqs().into_iter().collect();
+        if got.len() == 1000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhook got {} of 1000 after restart",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The file output had acked everything before the stop: nothing is written twice.
+    assert_eq!(read_lines(&file).len(), 1000);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+}
