@@ -95,19 +95,15 @@ pub async fn start(cfg: Config, listener: Option<TcpListener>) -> anyhow::Result
         Some(t) => Some(crate::tls_server::server_config(t)?),
         None => None,
     };
+    let core_config = core.config.clone();
     let task = tokio::spawn(async move {
         let stop = async {
             let _ = rx.await;
         };
-        match tls {
-            Some(tls) => crate::tls_server::serve(listener, service, tls, stop)
-                .await
-                .context("HTTPS server")?,
-            None => axum::serve(listener, service)
-                .with_graceful_shutdown(stop)
-                .await
-                .context("HTTP server")?,
-        }
+        let header_timeout = core_config.request_timeout;
+        crate::tls_server::serve(listener, service, tls, header_timeout, stop)
+            .await
+            .context("HTTP server")?;
         // The server (and with it every queue sender) is gone: workers drain and stop.
         if let Some(s) = &stop_workers {
             let _ = s.send(true);

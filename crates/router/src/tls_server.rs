@@ -1,5 +1,6 @@
-//! The ingest server over TLS (rustls through tokio-rustls, connections served by hyper-util),
-//! with client certificates required when `tls.client_ca_file` is set (mTLS).
+//! The ingest server: plain HTTP, or TLS (rustls through tokio-rustls) with client certificates
+//! required when `tls.client_ca_file` is set (mTLS); connections served by hyper-util with a
+//! header read timeout.
 //!
 //! tokio-rustls and hyper-util are what axum itself and reqwest build on, so this adds no new
 //! TLS or HTTP stack to the tree (rustls 0.23 with the ring provider, as reqwest uses).
@@ -21,7 +22,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::ServerTlsConfig;
 
-/// How long a client gets to finish the TLS handshake, and to send its request headers.
+/// How long a client gets to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// On shutdown, open connections get this long to finish their requests.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
@@ -100,20 +101,23 @@ pub fn server_config(cfg: &ServerTlsConfig) -> Result<Arc<rustls::ServerConfig>,
     Ok(Arc::new(config))
 }
 
-/// Accept TLS connections until `shutdown` resolves, then let open connections finish (bounded).
+/// Accept connections (TLS when `tls` is set) until `shutdown` resolves, then let open
+/// connections finish (bounded). Used for plain HTTP too, because axum::serve sets no header
+/// read timeout: a client trickling its request line or headers would hold a connection forever.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
-    config: Arc<rustls::ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT);
+        .header_read_timeout(header_timeout);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
@@ -129,8 +133,19 @@ pub async fn serve(
                 }
             },
         };
-        let (acceptor, app, builder) = (acceptor.clone(), app.clone(), builder.clone());
+        let _ = tcp.set_nodelay(true);
+        let (app, builder) = (app.clone(), builder.clone());
         let watcher = graceful.watcher();
+        let Some(acceptor) = acceptor.clone() else {
+            tokio::spawn(async move {
+                let conn = builder.serve_connection_with_upgrades(
+                    TokioIo::new(tcp),
+                    TowerToHyperService::new(app),
+                );
+                let _ = watcher.watch(conn.into_owned()).await;
+            });
+            continue;
+        };
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
@@ -154,7 +169,7 @@ pub async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!("TLS connections did not close within {CLOSE_DEADLINE:?}");
+        tracing::warn!("connections did not close within {CLOSE_DEADLINE:?}");
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Hostile clients against a running router on 127.0.0.1: 10 000 malformed requests sent
 //! concurrently (bad JSON, wrong types, missing fields, bodies over the limit, unknown
 //! priorities, invalid UTF-8, deep nesting, wrong content types, bad batches, truncated and
-//! trickled bodies, broken chunked encoding). Each one gets a 4xx (or, for the raw-socket
+//! trickled bodies, trickled headers, broken chunked encoding). Each one gets a 4xx (or, for the raw-socket
 //! kinds, the connection is closed / times out); good alerts sent in between are all accepted
 //! and delivered to the file output, and /healthz answers throughout.
 
@@ -41,6 +41,7 @@ enum Kind {
     Truncated,
     BrokenChunked,
     Trickle,
+    SlowHeaders,
 }
 
 const FAST: [Kind; 14] = [
@@ -197,6 +198,17 @@ async fn hostile(client: &reqwest::Client, addr: SocketAddr, kind: Kind, i: usiz
             let head = "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
             return raw(addr, head, b"zz\r\n{\"output\"\r\n0\r\n\r\n", None).await;
         }
+        Kind::SlowHeaders => {
+            let head = "POST / HTTP/1.1\r\nhost: x\r\n";
+            let rest = format!("x-slow: {}\r\n\r\n", "a".repeat(60));
+            return raw(
+                addr,
+                head,
+                rest.as_bytes(),
+                Some(Duration::from_millis(100)),
+            )
+            .await;
+        }
         Kind::Trickle => {
             let body = good("never");
             let head = format!(
@@ -226,7 +238,11 @@ fn acceptable(kind: Kind, o: Outcome) -> bool {
         // see the connection closed on them. Nothing else may go unanswered.
         Outcome::Closed => matches!(
             kind,
-            Kind::OverLimit | Kind::Truncated | Kind::BrokenChunked | Kind::Trickle
+            Kind::OverLimit
+                | Kind::Truncated
+                | Kind::BrokenChunked
+                | Kind::Trickle
+                | Kind::SlowHeaders
         ),
         Outcome::TimedOut => matches!(kind, Kind::Trickle | Kind::Truncated),
     }
@@ -283,6 +299,8 @@ async fn ten_thousand_malformed_requests_leave_the_router_healthy() {
         }
         let kind = if hostile_n % 100 == 7 {
             Kind::Trickle
+        } else if hostile_n % 100 == 57 {
+            Kind::SlowHeaders
         } else {
             FAST[hostile_n % FAST.len()]
         };
@@ -323,7 +341,7 @@ async fn ten_thousand_malformed_requests_leave_the_router_healthy() {
     );
     // Every kind was exercised.
     let kinds: BTreeSet<Kind> = seen.keys().map(|(k, _)| *k).collect();
-    assert_eq!(kinds.len(), FAST.len() + 1);
+    assert_eq!(kinds.len(), FAST.len() + 2);
 
     // Still healthy, still serving: one more good alert after the storm.
     let health = client
