@@ -83,7 +83,7 @@ fn bench() -> Result<()> {
     );
     let started = Instant::now();
 
-    let (open_ratio, exec_ratio) = slowdown(exe, &falco, &dir.0, &target)?;
+    let (open_ratio, exec_ratio, bad_ratio) = slowdown(exe, &falco, &dir.0, &target)?;
 
     // One detector for the rest: Falco's rules plus one probe rule for the latency samples.
     let prefix = format!("{}/probe-", dir.0.display());
@@ -92,7 +92,7 @@ fn bench() -> Result<()> {
     let det = Detector::start(exe, &[&falco, &probe_rules], &dir.0, Some(&prefix))?;
 
     println!("\n(load average {})", loadavg());
-    bpf_profile(&det, &target)?;
+    let bpf = bpf_profile(&det, &target)?;
     let lat = latency(&det, &dir.0)?;
     let cpu = cpu_at_rate(&det, &target)?;
     let (best, best_seen) = max_rate(&det, &target, Load::OpenClose)?;
@@ -118,6 +118,11 @@ fn bench() -> Result<()> {
         format!("{exec_ratio:.3}x"),
         exec_ratio <= 1.25,
         "<= 1.25x",
+    );
+    println!("  close(-1) slowdown (one exit-only event per call, no target): {bad_ratio:.3}x");
+    println!(
+        "  kernel BPF time (bpf_stats): {:.0} ns per open+close pair, {:.0} ns per close(-1)",
+        bpf.0, bpf.1
     );
     verdict(
         "highest zero-drop step, open/close load (events/s seen)",
@@ -154,7 +159,8 @@ fn verdict(what: &str, value: String, ok: bool, target: &str) {
 // ---------------------------------------------------------------------------------------------
 // 1. Slowdown, ABAB.
 
-fn slowdown(exe: &Path, falco: &Path, dir: &Path, target: &CString) -> Result<(f64, f64)> {
+/// Ratios attached/baseline of the medians: open+close, spawn, close(-1).
+fn slowdown(exe: &Path, falco: &Path, dir: &Path, target: &CString) -> Result<(f64, f64, f64)> {
     println!(
         "\n== 1. slowdown: {OPEN_CLOSE_PAIRS} open+close, {SPAWNS} spawns of /bin/true; {ROUNDS} baseline/attached pairs"
     );
@@ -163,13 +169,15 @@ fn slowdown(exe: &Path, falco: &Path, dir: &Path, target: &CString) -> Result<(f
     spawn_loop(SPAWNS / 10)?;
     let (mut base_open, mut base_exec, mut att_open, mut att_exec) =
         (vec![], vec![], vec![], vec![]);
+    let (mut base_bad, mut att_bad) = (vec![], vec![]);
     for round in 0..ROUNDS {
         // ABBA: odd rounds run the baseline first, even rounds the attached half first,
         // so that drift within a round cancels too.
         let baseline_first = round % 2 == 0;
-        let (mut bo, mut be) = (Duration::ZERO, Duration::ZERO);
+        let (mut bo, mut be, mut bb) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         if baseline_first {
             bo = open_close(target, OPEN_CLOSE_PAIRS);
+            bb = bad_closes(OPEN_CLOSE_PAIRS);
             be = spawn_loop(SPAWNS)?;
         }
         let t = Instant::now();
@@ -178,20 +186,24 @@ fn slowdown(exe: &Path, falco: &Path, dir: &Path, target: &CString) -> Result<(f
         let c0 = cpu_ticks(det.child.id())?;
         let ao = open_close(target, OPEN_CLOSE_PAIRS);
         let c1 = cpu_ticks(det.child.id())?;
+        let ab = bad_closes(OPEN_CLOSE_PAIRS);
         let ae = spawn_loop(SPAWNS)?;
         let drops = det.scrape().map(|s| s.drops).unwrap_or(0);
         det.stop();
         if !baseline_first {
             bo = open_close(target, OPEN_CLOSE_PAIRS);
+            bb = bad_closes(OPEN_CLOSE_PAIRS);
             be = spawn_loop(SPAWNS)?;
         }
         let det_cpu = 100.0 * (c1 - c0) as f64 / clk_tck() / ao.as_secs_f64();
         println!(
-            "  round {} ({}): open/close {:.0} ns/pair -> {:.0} (detector CPU {det_cpu:.0}%); spawn {:.0} us -> {:.0}  (detector ready in {:.2} s, drops {drops})",
+            "  round {} ({}): open/close {:.0} ns/pair -> {:.0} (detector CPU {det_cpu:.0}%); close(-1) {:.0} ns -> {:.0}; spawn {:.0} us -> {:.0}  (detector ready in {:.2} s, drops {drops})",
             round + 1,
             if baseline_first { "AB" } else { "BA" },
             per(bo, OPEN_CLOSE_PAIRS) * 1e9,
             per(ao, OPEN_CLOSE_PAIRS) * 1e9,
+            per(bb, OPEN_CLOSE_PAIRS) * 1e9,
+            per(ab, OPEN_CLOSE_PAIRS) * 1e9,
             per(be, SPAWNS) * 1e6,
             per(ae, SPAWNS) * 1e6,
             startup.as_secs_f64()
@@ -200,7 +212,10 @@ fn slowdown(exe: &Path, falco: &Path, dir: &Path, target: &CString) -> Result<(f
         base_exec.push(per(be, SPAWNS));
         att_open.push(per(ao, OPEN_CLOSE_PAIRS));
         att_exec.push(per(ae, SPAWNS));
+        base_bad.push(per(bb, OPEN_CLOSE_PAIRS));
+        att_bad.push(per(ab, OPEN_CLOSE_PAIRS));
     }
+    let (bb, ab) = (median(base_bad), median(att_bad));
     let (bo, ao, be, ae) = (
         median(base_open),
         median(att_open),
@@ -208,13 +223,15 @@ fn slowdown(exe: &Path, falco: &Path, dir: &Path, target: &CString) -> Result<(f
         median(att_exec),
     );
     println!(
-        "  medians: open/close {:.1} ns/pair -> {:.1} ns/pair; spawn {:.1} us -> {:.1} us",
+        "  medians: open/close {:.1} ns/pair -> {:.1} ns/pair; close(-1) {:.1} ns -> {:.1} ns; spawn {:.1} us -> {:.1} us",
         bo * 1e9,
         ao * 1e9,
+        bb * 1e9,
+        ab * 1e9,
         be * 1e6,
         ae * 1e6
     );
-    Ok((ao / bo, ae / be))
+    Ok((ao / bo, ae / be, ab / bb))
 }
 
 fn per(d: Duration, n: usize) -> f64 {
@@ -225,6 +242,16 @@ fn open_close(path: &CString, n: usize) -> Duration {
     let t = Instant::now();
     for _ in 0..n {
         open_close_once(path);
+    }
+    t.elapsed()
+}
+
+/// `n` close(-1) calls: the cheapest captured syscall, one exit-only event each.
+fn bad_closes(n: usize) -> Duration {
+    let t = Instant::now();
+    for _ in 0..n {
+        // SAFETY: closing an fd that cannot exist fails with EBADF and touches nothing.
+        unsafe { libc::close(-1) };
     }
     t.elapsed()
 }
@@ -258,36 +285,54 @@ fn spawn_loop(n: usize) -> Result<Duration> {
 /// Per program: (name, run time ns, runs), by program id.
 type ProgStats = HashMap<u32, (String, u64, u64)>;
 
-fn prog_stats(ids: &[u32]) -> ProgStats {
+fn prog_stats(progs: &Programs) -> ProgStats {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
-        .filter(|p| ids.contains(&p.id()))
+        .filter(|p| progs.ids.contains(&p.id()))
         .map(|p| {
-            let name = p.name_as_str().unwrap_or("?").to_owned();
-            (
-                p.id(),
-                (name, p.run_time().as_nanos() as u64, p.run_count()),
-            )
+            // The kernel keeps 15 characters of a name; the banner has them whole.
+            let short = p.name_as_str().unwrap_or("?");
+            let mut whole = progs.names.iter().filter(|n| n.starts_with(short));
+            let name = match (whole.next(), whole.next()) {
+                (Some(n), None) => n.clone(),
+                _ => format!("{short}… (id {})", p.id()),
+            };
+            let stats = (name, p.run_time().as_nanos() as u64, p.run_count());
+            (p.id(), stats)
         })
         .collect()
 }
 
-fn bpf_profile(det: &Detector, target: &CString) -> Result<()> {
+/// Returns BPF ns per open+close pair and per close(-1).
+fn bpf_profile(det: &Detector, target: &CString) -> Result<(f64, f64)> {
     const PAIRS: usize = 100_000;
     const EXECS: usize = 200;
     println!("\n== 1b. BPF run time (kernel.bpf_stats) of the detector's programs, whole system");
     // Statistics cost two clock reads per run: on only for this section, not the timed rounds.
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")?;
-    let ids = &det.program_ids;
-    let s0 = prog_stats(ids);
-    let t = open_close(target, PAIRS);
-    let s1 = prog_stats(ids);
+    let progs = &det.programs;
+    let s0 = prog_stats(progs);
+    let t_pair = open_close(target, PAIRS);
+    let s1 = prog_stats(progs);
+    let t = Instant::now();
+    for _ in 0..PAIRS {
+        Load::BadClose.run(target);
+    }
+    let t_close = t.elapsed();
+    let s2 = prog_stats(progs);
     spawn_loop(EXECS)?;
-    let s2 = prog_stats(ids);
+    let s3 = prog_stats(progs);
+    let mut per_op = (0.0, 0.0);
     for (what, a, b, ops, wall) in [
-        ("open+close pair", &s0, &s1, PAIRS, Some(t)),
-        ("spawn", &s1, &s2, EXECS, None),
+        ("open+close pair", &s0, &s1, PAIRS, Some(t_pair)),
+        ("close(-1)", &s1, &s2, PAIRS, Some(t_close)),
+        ("spawn", &s2, &s3, EXECS, None),
     ] {
+        let per_op_slot = match what {
+            "open+close pair" => Some(&mut per_op.0),
+            "close(-1)" => Some(&mut per_op.1),
+            _ => None,
+        };
         let mut total = 0u64;
         let mut rows: Vec<String> = Vec::new();
         for (id, (name, ns1, runs1)) in b {
@@ -316,8 +361,11 @@ fn bpf_profile(det: &Detector, target: &CString) -> Result<()> {
         for r in rows {
             println!("    {r}");
         }
+        if let Some(slot) = per_op_slot {
+            *slot = total as f64 / ops as f64;
+        }
     }
-    Ok(())
+    Ok(per_op)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -677,8 +725,15 @@ struct Detector {
     /// Probe alerts: (fd.name, CLOCK_REALTIME ns when the line was read).
     alerts: Option<mpsc::Receiver<(String, i128)>>,
     log: Arc<Mutex<Vec<String>>>,
-    /// BPF program ids from the start-up banner.
-    program_ids: Vec<u32>,
+    programs: Programs,
+}
+
+/// The detector's BPF programs, from its start-up banner (the two lists are not in the same
+/// order).
+#[derive(Clone, Debug, Default)]
+struct Programs {
+    ids: Vec<u32>,
+    names: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -708,6 +763,7 @@ impl Detector {
         let mut child = cmd
             .env("AERIE_DETECTOR__METRICS__LISTEN", "127.0.0.1:0")
             .env("AERIE_LOG", "warn")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -717,21 +773,23 @@ impl Detector {
             bail!("no pipes to the detector");
         };
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = mpsc::channel::<(String, Vec<u32>)>();
+        let (ready_tx, ready_rx) = mpsc::channel::<(String, Programs)>();
         let keep = log.clone();
         std::thread::spawn(move || {
             let mut addr = String::new();
-            let mut ids = Vec::new();
+            let mut ids = Programs::default();
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 if let Some(a) = line.split("/metrics on http://").nth(1) {
                     addr = a.trim().to_owned();
                 }
-                if let Some(rest) = line.split("program ids: ").nth(1) {
-                    let list = rest.split(')').next().unwrap_or("");
-                    ids = list
-                        .split_whitespace()
-                        .filter_map(|n| n.parse().ok())
-                        .collect();
+                // "programs a, b, c (program ids: 1 2 3); ..."
+                if let Some((head, rest)) = line.split_once(" (program ids: ") {
+                    let names = head.rsplit("programs ").next().unwrap_or("").split(", ");
+                    let list = rest.split(')').next().unwrap_or("").split_whitespace();
+                    ids = Programs {
+                        ids: list.filter_map(|n| n.parse().ok()).collect(),
+                        names: names.map(str::to_owned).collect(),
+                    };
                 }
                 if line.contains("processes read from /proc") {
                     let _ = ready_tx.send((addr.clone(), ids.clone()));
@@ -768,12 +826,12 @@ impl Detector {
             metrics_addr: String::new(),
             alerts: probe_prefix.map(|_| alert_rx),
             log,
-            program_ids: Vec::new(),
+            programs: Programs::default(),
         };
         match ready_rx.recv_timeout(Duration::from_secs(60)) {
             Ok((addr, ids)) if !addr.is_empty() => {
                 det.metrics_addr = addr;
-                det.program_ids = ids;
+                det.programs = ids;
             }
             _ => {
                 let _ = det.child.kill();
