@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -17,6 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
+use crate::worker::Core;
 
 /// Overrides `auth.bearer_token` (a Kubernetes Secret mounted as an environment variable).
 pub const TOKEN_ENV: &str = "AERIE_ROUTER_TOKEN";
@@ -48,6 +50,7 @@ pub struct ServerTlsConfig {
 pub struct BearerAuth {
     expected: [u8; 32],
     protect_metrics: bool,
+    metrics: Option<Arc<Core>>,
 }
 
 impl std::fmt::Debug for BearerAuth {
@@ -83,6 +86,7 @@ impl BearerAuth {
         Some(BearerAuth {
             expected: Sha256::digest(token.expose().as_bytes()).into(),
             protect_metrics: cfg.protect_metrics,
+            metrics: None,
         })
     }
 
@@ -119,6 +123,9 @@ pub async fn require_token(
     match auth.check(req.headers().get(header::AUTHORIZATION)) {
         Ok(()) => next.run(req).await,
         Err(refusal) => {
+            if let Some(core) = &auth.metrics {
+                core.metrics.requests_unauthorized.fetch_add(1, Relaxed);
+            }
             tracing::debug!(
                 path = req.uri().path(),
                 reason = refusal.reason(),
@@ -144,10 +151,12 @@ pub async fn require_token(
 
 /// Axum middleware: a request (body included) that takes longer than the deadline gets 408;
 /// this is what stops clients that trickle a body byte by byte.
-pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+pub async fn deadline(State(core): State<Arc<Core>>, req: Request, next: Next) -> Response {
+    let limit = core.config.request_timeout;
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
+            core.metrics.requests_timed_out.fetch_add(1, Relaxed);
             let mut r = (
                 StatusCode::REQUEST_TIMEOUT,
                 axum::Json(json!({
@@ -165,18 +174,18 @@ pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -
 }
 
 /// Wrap the ingest routes: the deadline outermost, then the token check (before any body is read).
-pub fn guard(routes: axum::Router, cfg: &crate::config::Config) -> axum::Router {
-    let routes = match BearerAuth::new(&cfg.auth) {
-        Some(auth) => routes.layer(axum::middleware::from_fn_with_state(
-            Arc::new(auth),
-            require_token,
-        )),
+pub fn guard(routes: axum::Router, core: &Arc<Core>) -> axum::Router {
+    let routes = match BearerAuth::new(&core.config.auth) {
+        Some(mut auth) => {
+            auth.metrics = Some(core.clone());
+            routes.layer(axum::middleware::from_fn_with_state(
+                Arc::new(auth),
+                require_token,
+            ))
+        }
         None => routes,
     };
-    routes.layer(axum::middleware::from_fn_with_state(
-        cfg.request_timeout,
-        deadline,
-    ))
+    routes.layer(axum::middleware::from_fn_with_state(core.clone(), deadline))
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub struct App {
 
 pub fn http(app: Arc<App>) -> Http {
     let limit = app.core.config.max_body_bytes;
-    let config = app.core.config.clone();
+    let core = app.core.clone();
     let routes = Http::new()
         .route("/", post(post_one))
         .route("/v1/alerts", post(post_batch))
@@ -44,7 +44,7 @@ pub fn http(app: Arc<App>) -> Http {
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app);
-    crate::auth::guard(routes, &config)
+    crate::auth::guard(routes, &core)
 }
 
 fn json_error(status: StatusCode, v: serde_json::Value) -> Response {

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub requests_ok: AtomicU64,
     pub requests_bad: AtomicU64,
     pub requests_busy: AtomicU64,
+    /// Refused by the bearer-token check (401).
+    pub requests_unauthorized: AtomicU64,
+    /// Not read and answered within request_timeout (408).
+    pub requests_timed_out: AtomicU64,
     pub alerts_accepted: AtomicU64,
     pub alerts_rejected: AtomicU64,
     pub alerts_unmatched: AtomicU64,
@@ -83,6 +87,8 @@ impl Metrics {
             ("accepted", l(&self.requests_ok)),
             ("invalid", l(&self.requests_bad)),
             ("busy", l(&self.requests_busy)),
+            ("unauthorized", l(&self.requests_unauthorized)),
+            ("timeout", l(&self.requests_timed_out)),
         ] {
             let _ = writeln!(s, "aerie_router_requests_total{{result=\"{result}\"}} {v}");
         }

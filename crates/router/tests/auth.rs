@@ -77,6 +77,16 @@ async fn ingest_needs_the_bearer_token_and_probes_stay_open() {
     for probe in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(get(&format!("{base}{probe}"), None).await, 200, "{probe}");
     }
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("aerie_router_requests_total{result=\"unauthorized\"} 8\n"),
+        "{metrics}"
+    );
     // Nothing refused reached the output.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(read_lines(&file).is_empty());
