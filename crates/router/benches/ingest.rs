@@ -146,7 +146,13 @@ async fn run_phase(
                     body.push('\n');
                 }
                 let start = Instant::now();
-                let status = client.post(path, &body).await;
+                let mut status = client.post(path, &body).await;
+                // Backpressure (the in-memory queue is full): retry the same body, as Falco's
+                // http_output client should; the latency includes the wait.
+                while status == 503 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    status = client.post(path, &body).await;
+                }
                 lat.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 assert_eq!(status, 200, "connection {c}: HTTP {status}");
                 sent += batch;
