@@ -495,17 +495,29 @@ async fn alerts_past_max_age_go_to_the_dead_letter_file_with_a_reason() {
     // The other output was not held up by the dead one.
     assert_eq!(read_lines(&file).len(), 5);
     assert!(hook.seqs().is_empty());
-    let metrics = reqwest::get(format!("http://{}/metrics", r.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let dl = metrics
-        .lines()
-        .find(|l| l.starts_with("aerie_router_spool_dead_lettered"))
-        .unwrap_or_else(|| panic!("no dead-letter metric in\n{metrics}"));
-    assert!(dl.ends_with(" 5"), "{dl}");
+    // The dead-letter line is written before the counter moves: poll the metric too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = reqwest::get(format!("http://{}/metrics", r.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let dl = metrics
+            .lines()
+            .find(|l| l.starts_with("aerie_router_spool_dead_lettered"))
+            .unwrap_or_else(|| panic!("no dead-letter metric in\n{metrics}"))
+            .to_owned();
+        if dl.ends_with(" 5") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dead-letter metric stuck at: {dl}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     r.shutdown().await.unwrap();
 }
 
