@@ -58,6 +58,15 @@ fn record(i: u64) -> Vec<u8> {
     v
 }
 
+/// Default options, but room for a fast machine to append for the whole run without reaching
+/// the 1 GiB default limit (this measures append speed, not the limit; each run's dir is removed).
+fn bench_options() -> Options {
+    Options {
+        max_bytes: 16 << 30,
+        ..Options::default()
+    }
+}
+
 struct RunResult {
     per_sec: f64,
     records_per_fsync: f64,
@@ -70,7 +79,7 @@ fn appenders(threads: usize, batch: usize, sync_parallelism: usize) -> RunResult
     let dir = Dir::new("append");
     let opts = Options {
         sync_parallelism,
-        ..Options::default()
+        ..bench_options()
     };
     let spool = Spool::open(&dir.0, opts).expect("open");
     let _consumer = spool.reader("bench").expect("reader");
@@ -133,7 +142,7 @@ fn block_on<F: Future + Unpin>(mut fut: F) -> F::Output {
 /// concurrent axum handlers awaiting `append_async` look like to the spool.
 fn async_window(window: usize) -> RunResult {
     let dir = Dir::new("async");
-    let spool = Spool::open(&dir.0, Options::default()).expect("open");
+    let spool = Spool::open(&dir.0, bench_options()).expect("open");
     let _consumer = spool.reader("bench").expect("reader");
     let rec = record(7);
     let deadline = Instant::now() + run_secs();
@@ -167,7 +176,7 @@ fn async_window(window: usize) -> RunResult {
 /// Prefill `n` records, then one reader fetches 256 at a time and acks each.
 fn consume_ack(n: u64) -> f64 {
     let dir = Dir::new("consume");
-    let spool = Spool::open(&dir.0, Options::default()).expect("open");
+    let spool = Spool::open(&dir.0, bench_options()).expect("open");
     let mut reader = spool.reader("bench").expect("reader");
     let batch: Vec<Vec<u8>> = (0..1000).map(record).collect();
     for _ in 0..n / 1000 {
