@@ -848,13 +848,7 @@ impl<'a> Event for EventCtx<'a> {
                 out(Value::Int(i64::from(ev.pid)));
                 true
             }
-            ProcPpid => match p {
-                Some(p) => {
-                    out(Value::Int(i64::from(p.ppid)));
-                    true
-                }
-                Option::None => false,
-            },
+            ProcPpid => emit(out, p.map(|p| Value::Int(i64::from(p.ppid)))),
             ProcVpid => match p {
                 Some(p) => {
                     out(Value::Int(i64::from(if p.vpid != 0 {
@@ -921,20 +915,8 @@ impl<'a> Event for EventCtx<'a> {
                 }
                 Option::None => false,
             },
-            ProcTty => match p {
-                Some(p) => {
-                    out(Value::Int(i64::from(p.tty)));
-                    true
-                }
-                Option::None => false,
-            },
-            ProcSid => match p {
-                Some(p) => {
-                    out(Value::Int(i64::from(p.sid)));
-                    true
-                }
-                Option::None => false,
-            },
+            ProcTty => emit(out, p.map(|p| Value::Int(i64::from(p.tty)))),
+            ProcSid => emit(out, p.map(|p| Value::Int(i64::from(p.sid)))),
             ProcSname | ProcSidExe | ProcSidExepath => {
                 let Some(leader) = p.and_then(|p| self.table.get(p.sid)) else {
                     return false;
@@ -946,13 +928,7 @@ impl<'a> Event for EventCtx<'a> {
                 }));
                 true
             }
-            ProcVpgid => match p {
-                Some(p) => {
-                    out(Value::Int(i64::from(p.vpgid)));
-                    true
-                }
-                Option::None => false,
-            },
+            ProcVpgid => emit(out, p.map(|p| Value::Int(i64::from(p.vpgid)))),
             ProcVpgidName | ProcVpgidExe | ProcVpgidExepath => {
                 let Some(leader) = p.and_then(|p| self.table.get(p.vpgid)) else {
                     return false;
@@ -964,20 +940,8 @@ impl<'a> Event for EventCtx<'a> {
                 }));
                 true
             }
-            ProcIsSidLeader => match p {
-                Some(p) => {
-                    out(Value::Bool(p.sid == p.pid));
-                    true
-                }
-                Option::None => false,
-            },
-            ProcIsVpgidLeader => match p {
-                Some(p) => {
-                    out(Value::Bool(p.vpgid == p.pid));
-                    true
-                }
-                Option::None => false,
-            },
+            ProcIsSidLeader => emit(out, p.map(|p| Value::Bool(p.sid == p.pid))),
+            ProcIsVpgidLeader => emit(out, p.map(|p| Value::Bool(p.vpgid == p.pid))),
             ProcDuration => match p {
                 Some(p) if p.start_ns > 0 => {
                     out(Value::Uint(ev.ts_ns.saturating_sub(p.start_ns)));
@@ -1048,13 +1012,7 @@ impl<'a> Event for EventCtx<'a> {
                 }
                 _ => false,
             },
-            ProcFdOpenCount => match p {
-                Some(p) => {
-                    out(Value::Uint(p.fds.len() as u64));
-                    true
-                }
-                Option::None => false,
-            },
+            ProcFdOpenCount => emit(out, p.map(|p| Value::Uint(p.fds.len() as u64))),
             ProcStdType(n) | ProcStdName(n) => {
                 let Some(info) = p.and_then(|p| p.fds.get(n)) else {
                     return false;
@@ -1092,13 +1050,7 @@ impl<'a> Event for EventCtx<'a> {
                 self.text(out, |s| flags::capabilities(mask, s));
                 true
             }
-            UserUid => match p {
-                Some(p) => {
-                    out(Value::Uint(u64::from(p.euid)));
-                    true
-                }
-                Option::None => false,
-            },
+            UserUid => emit(out, p.map(|p| Value::Uint(u64::from(p.euid)))),
             UserName => match p.and_then(|p| self.users.user_name(p.euid)) {
                 Some(n) => {
                     out(Value::Str(n));
@@ -1135,13 +1087,7 @@ impl<'a> Event for EventCtx<'a> {
                 }
                 Option::None => false,
             },
-            GroupGid => match p {
-                Some(p) => {
-                    out(Value::Uint(u64::from(p.egid)));
-                    true
-                }
-                Option::None => false,
-            },
+            GroupGid => emit(out, p.map(|p| Value::Uint(u64::from(p.egid)))),
             GroupName => match p.and_then(|p| self.users.group_name(p.egid)) {
                 Some(n) => {
                     out(Value::Str(n));
@@ -1149,13 +1095,7 @@ impl<'a> Event for EventCtx<'a> {
                 }
                 Option::None => false,
             },
-            FdNum => match self.fd_num {
-                Some(n) => {
-                    out(Value::Int(n));
-                    true
-                }
-                Option::None => false,
-            },
+            FdNum => emit(out, self.fd_num.map(Value::Int)),
             FdName => fd_str!(|f: &'a FdInfo| Some(f.name.as_str()).filter(|s| !s.is_empty())),
             FdNameRaw => {
                 fd_str!(|f: &'a FdInfo| Some(f.raw_name()).filter(|s| !s.is_empty()))
@@ -1264,13 +1204,12 @@ impl<'a> Event for EventCtx<'a> {
                     }
                     _ => false,
                 },
-                Some(p) => match self.containers.get(&p.container_id) {
-                    Some(_) => {
-                        out(Value::Str("docker"));
-                        true
-                    }
-                    Option::None => false,
-                },
+                Some(p) => emit(
+                    out,
+                    self.containers
+                        .get(&p.container_id)
+                        .map(|_| Value::Str("docker")),
+                ),
                 Option::None => false,
             },
             ContainerImage | ContainerImageRepository | ContainerImageTag | ContainerPrivileged => {
@@ -1300,4 +1239,15 @@ impl<'a> Event for EventCtx<'a> {
 /// An IP address's text, for callers that need it outside extraction.
 pub fn ip_text(ip: IpAddr) -> String {
     ip.to_string()
+}
+
+/// Hand `value` to the engine if the field could be extracted; `false` means "cannot extract".
+fn emit(out: &mut dyn FnMut(Value<'_>), value: Option<Value<'_>>) -> bool {
+    match value {
+        Some(v) => {
+            out(v);
+            true
+        }
+        None => false,
+    }
 }
