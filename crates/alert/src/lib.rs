@@ -9,10 +9,12 @@
 
 mod decode;
 mod priority;
+mod retry_after;
 mod time;
 
 pub use decode::{DecodeError, decode_alert, decode_batch};
 pub use priority::{Priority, UnknownPriority};
+pub use retry_after::retry_after;
 pub use time::{InvalidTime, Timestamp};
 
 use serde::{Deserialize, Serialize};
