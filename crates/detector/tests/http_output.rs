@@ -18,8 +18,15 @@ struct Seen {
     bodies: Mutex<Vec<String>>,
     content_types: Mutex<Vec<String>>,
     connections: AtomicUsize,
-    /// Answer 503 to this many requests first.
+    /// Answer `fail_status` to this many requests first.
     fail_first: AtomicUsize,
+    /// The status of those failures (503 when 0), and the Retry-After they carry, if any.
+    fail_status: AtomicUsize,
+    retry_after: Mutex<Option<&'static str>>,
+    /// The Authorization header of every request ("" when absent).
+    auth: Mutex<Vec<String>>,
+    /// When each request arrived.
+    arrivals: Mutex<Vec<std::time::Instant>>,
 }
 
 /// A minimal HTTP/1.1 server: keep-alive, Content-Length bodies.
@@ -36,6 +43,7 @@ async fn server(listener: TcpListener, seen: Arc<Seen>) {
             loop {
                 let mut len = 0usize;
                 let mut ctype = String::new();
+                let mut auth = String::new();
                 let mut line = String::new();
                 // Request line.
                 if r.read_line(&mut line).await.unwrap_or(0) == 0 {
@@ -57,17 +65,35 @@ async fn server(listener: TcpListener, seen: Arc<Seen>) {
                     if let Some(v) = lower.strip_prefix("content-type:") {
                         ctype = v.trim().to_owned();
                     }
+                    if lower.starts_with("authorization:") {
+                        auth = l["authorization:".len()..].trim().to_owned();
+                    }
                 }
                 let mut body = vec![0u8; len];
                 if r.read_exact(&mut body).await.is_err() {
                     return;
                 }
+                seen.arrivals
+                    .lock()
+                    .unwrap()
+                    .push(std::time::Instant::now());
+                seen.auth.lock().unwrap().push(auth);
                 let fail = seen
                     .fail_first
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok();
+                let failure;
                 let resp: &[u8] = if fail {
-                    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
+                    let status = match seen.fail_status.load(Ordering::SeqCst) {
+                        0 => 503,
+                        s => s,
+                    };
+                    let retry = match *seen.retry_after.lock().unwrap() {
+                        Some(v) => format!("retry-after: {v}\r\n"),
+                        None => String::new(),
+                    };
+                    failure = format!("HTTP/1.1 {status} X\r\n{retry}content-length: 0\r\n\r\n");
+                    failure.as_bytes()
                 } else {
                     seen.bodies
                         .lock()
@@ -92,6 +118,7 @@ fn cfg(dir: &std::path::Path, queue: usize, max_bytes: u64) -> HttpOutputConfig 
         spill_max_bytes: max_bytes,
         min_backoff_ms: 20,
         max_backoff_ms: 100,
+        ..HttpOutputConfig::default()
     }
 }
 
@@ -283,4 +310,82 @@ async fn drops_beyond_the_disk_bound_are_counted() {
         "aerie_alerts_dropped_total{{output=\"{url}\",reason=\"spill_full\"}} 7"
     )));
     out.shutdown(Duration::from_millis(100)).await;
+}
+
+/// Start a test receiver; returns its URL.
+async fn receiver(seen: &Arc<Seen>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(server(listener, seen.clone()));
+    url
+}
+
+#[tokio::test]
+async fn sends_the_bearer_token_and_retries_401_instead_of_dropping() {
+    let seen = Arc::new(Seen::default());
+    // The receiver refuses the first two requests (a token being rotated in).
+    seen.fail_first.store(2, Ordering::SeqCst);
+    seen.fail_status.store(401, Ordering::SeqCst);
+    let url = receiver(&seen).await;
+    let dir = tmp("bearer");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "  tok-123\n").unwrap();
+    let http_cfg = HttpOutputConfig {
+        bearer_token_file: Some(token_file),
+        ..cfg(&dir, 100, 1 << 20)
+    };
+    let metrics = Arc::new(Metrics::default());
+    let out = Outputs::start(&[OutputSpec::Http(url.clone())], &http_cfg, metrics.clone())
+        .await
+        .unwrap();
+    for i in 0..3 {
+        out.send(alert(i));
+    }
+    assert!(wait_until(|| seen.bodies.lock().unwrap().len() == 3).await);
+    let auth = seen.auth.lock().unwrap().clone();
+    assert!(auth.len() >= 5, "2 refused + 3 accepted requests: {auth:?}");
+    assert!(auth.iter().all(|a| a == "Bearer tok-123"), "{auth:?}");
+    assert_eq!(metrics.output_drops(&url), 0, "401 is retried, not dropped");
+    out.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn honours_retry_after_on_503() {
+    let seen = Arc::new(Seen::default());
+    seen.fail_first.store(1, Ordering::SeqCst);
+    *seen.retry_after.lock().unwrap() = Some("1");
+    let url = receiver(&seen).await;
+    let dir = tmp("retry-after");
+    let metrics = Arc::new(Metrics::default());
+    // min_backoff is 20 ms: only Retry-After can explain a 1 s wait.
+    let out = Outputs::start(&[OutputSpec::Http(url)], &cfg(&dir, 100, 1 << 20), metrics)
+        .await
+        .unwrap();
+    out.send(alert(0));
+    assert!(wait_until(|| seen.bodies.lock().unwrap().len() == 1).await);
+    let arrivals = seen.arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 2, "one 503, then the delivery");
+    let gap = arrivals[1] - arrivals[0];
+    assert!(gap >= Duration::from_millis(990), "retried after {gap:?}");
+    assert!(gap < Duration::from_secs(3), "retried after {gap:?}");
+    out.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn an_unreadable_token_file_is_a_start_error_naming_the_key() {
+    let dir = tmp("bad-token");
+    let http_cfg = HttpOutputConfig {
+        bearer_token_file: Some(dir.join("missing")),
+        ..cfg(&dir, 100, 1 << 20)
+    };
+    let err = Outputs::start(
+        &[OutputSpec::Http("http://127.0.0.1:1/".into())],
+        &http_cfg,
+        Arc::new(Metrics::default()),
+    )
+    .await
+    .err()
+    .expect("a missing token file must fail the start");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("bearer_token_file"), "{msg}");
 }

@@ -2,8 +2,10 @@
 //! `AERIE_DETECTOR__SECTION__KEY` environment overrides.
 
 mod output_spec;
+mod secret;
 
 pub use output_spec::{OutputSpec, ParseOutputError};
+pub use secret::Secret;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,10 @@ pub struct DetectorConfig {
     pub hostname: String,
     /// Lowest priority that produces an alert (Falco's `priority`).
     pub min_priority: aerie_alert::Priority,
+    /// Where the host's root filesystem is mounted when the detector runs in a container
+    /// (the Helm chart mounts it at `/host`): user and group names come from
+    /// `<host_root>/etc/passwd` and `<host_root>/etc/group`. Empty: this filesystem's `/`.
+    pub host_root: PathBuf,
     pub capture: CaptureConfig,
     pub state: StateConfig,
     pub http_output: HttpOutputConfig,
@@ -43,6 +49,7 @@ impl Default for DetectorConfig {
             ],
             hostname: String::new(),
             min_priority: aerie_alert::Priority::Debug,
+            host_root: PathBuf::new(),
             capture: CaptureConfig::default(),
             state: StateConfig::default(),
             http_output: HttpOutputConfig::default(),
@@ -102,6 +109,28 @@ pub struct HttpOutputConfig {
     /// First retry delay; doubles up to `max_backoff_ms`.
     pub min_backoff_ms: u64,
     pub max_backoff_ms: u64,
+    /// Sent as `Authorization: Bearer <token>` (the router's ingest `auth`). Prefer
+    /// `bearer_token_file` (a mounted Kubernetes Secret) or the environment
+    /// (`AERIE_DETECTOR__HTTP_OUTPUT__BEARER_TOKEN`) so the token never sits in this file.
+    pub bearer_token: Option<Secret>,
+    /// A file holding the bearer token (surrounding whitespace is ignored).
+    pub bearer_token_file: Option<PathBuf>,
+    /// TLS towards an `https://` receiver.
+    pub tls: HttpTlsConfig,
+}
+
+/// TLS settings of the HTTP output (Falco's `http_output` `ca_cert`, `mtls`, `insecure`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpTlsConfig {
+    /// PEM bundle of CAs to trust in addition to the built-in roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mTLS; needs `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    pub client_key_file: Option<PathBuf>,
+    /// Skip certificate verification. Only by explicit opt-in, and logged as a warning.
+    pub insecure: bool,
 }
 
 impl Default for HttpOutputConfig {
@@ -113,6 +142,9 @@ impl Default for HttpOutputConfig {
             spill_max_bytes: 256 << 20,
             min_backoff_ms: 100,
             max_backoff_ms: 30_000,
+            bearer_token: None,
+            bearer_token_file: None,
+            tls: HttpTlsConfig::default(),
         }
     }
 }
@@ -216,6 +248,16 @@ impl DetectorConfig {
         Ok(cfg)
     }
 
+    /// `/etc/passwd` and `/etc/group` of the host (below `host_root`).
+    pub fn user_db_paths(&self) -> (PathBuf, PathBuf) {
+        let root = if self.host_root.as_os_str().is_empty() {
+            Path::new("/")
+        } else {
+            self.host_root.as_path()
+        };
+        (root.join("etc/passwd"), root.join("etc/group"))
+    }
+
     fn validate(&self) -> Result<(), String> {
         let rb = self.capture.ring_buffer_bytes;
         if !rb.is_power_of_two() || rb < 4096 {
@@ -228,6 +270,15 @@ impl DetectorConfig {
         }
         if self.http_output.queue_capacity == 0 {
             return Err("http_output.queue_capacity must be at least 1".into());
+        }
+        let h = &self.http_output;
+        if h.bearer_token.as_ref().is_some_and(|t| !t.is_empty()) && h.bearer_token_file.is_some() {
+            return Err("http_output: give bearer_token or bearer_token_file, not both".into());
+        }
+        if h.tls.client_cert_file.is_some() != h.tls.client_key_file.is_some() {
+            return Err(
+                "http_output.tls: client_cert_file and client_key_file go together (mTLS)".into(),
+            );
         }
         if !(0.0..=1.0).contains(&self.drops.threshold_ratio) {
             return Err(format!(
@@ -341,5 +392,66 @@ mod tests {
         assert!(cfg.rules.iter().any(|r| r.ends_with("aerie_rules.yaml")));
         assert!(cfg.outputs.contains(&OutputSpec::Stdout));
         assert!(cfg.metrics.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn bearer_token_comes_from_env_and_is_redacted_in_debug() {
+        let cfg = DetectorConfig::load_with_env(
+            Path::new("/nonexistent/x.yaml"),
+            false,
+            [(
+                "AERIE_DETECTOR__HTTP_OUTPUT__BEARER_TOKEN".into(),
+                "s3cret-t0ken".into(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.http_output.bearer_token.as_ref().map(Secret::expose),
+            Some("s3cret-t0ken")
+        );
+        let dump = format!("{cfg:?}");
+        assert!(!dump.contains("s3cret-t0ken"), "{dump}");
+        assert!(dump.contains("<redacted>"), "{dump}");
+    }
+
+    #[test]
+    fn token_and_tls_conflicts_name_the_keys() {
+        let d = tmpdir("auth");
+        let p = write(
+            &d,
+            "http_output:\n  bearer_token: a\n  bearer_token_file: /run/secrets/t\n",
+        );
+        let err = DetectorConfig::load_with_env(&p, true, [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bearer_token_file"), "{err}");
+
+        let p = write(&d, "http_output:\n  tls:\n    client_cert_file: /c.pem\n");
+        let err = DetectorConfig::load_with_env(&p, true, [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("client_key_file"), "{err}");
+    }
+
+    #[test]
+    fn host_root_moves_the_user_databases() {
+        let d = DetectorConfig::default();
+        assert_eq!(
+            d.user_db_paths(),
+            (PathBuf::from("/etc/passwd"), PathBuf::from("/etc/group"))
+        );
+        let cfg = DetectorConfig::load_with_env(
+            Path::new("/nonexistent/x.yaml"),
+            false,
+            [("AERIE_DETECTOR__HOST_ROOT".into(), "/host".into())],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.user_db_paths(),
+            (
+                PathBuf::from("/host/etc/passwd"),
+                PathBuf::from("/host/etc/group")
+            )
+        );
     }
 }

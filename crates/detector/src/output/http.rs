@@ -1,10 +1,15 @@
 //! Falco `http_output`: one JSON alert per POST, `Content-Type: application/json`, keep-alive
 //! connections and a per-request timeout. Beyond Falco, failed deliveries (connection errors,
 //! timeouts, 5xx, 408, 429) are retried with exponential backoff from a queue that spills to
-//! disk; alerts dropped beyond the disk bound, or rejected with another 4xx, are counted.
+//! disk, honouring `Retry-After`; alerts dropped beyond the disk bound, or rejected with
+//! another 4xx, are counted. 401/403 are retried too: they mean a wrong or missing
+//! `bearer_token` (fixed by the operator), not a bad alert, so dropping would lose alerts.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 
 use tokio::sync::Notify;
 
@@ -31,19 +36,22 @@ enum Delivery {
     Done,
     /// The receiver refused this alert for good (4xx other than 408/429).
     Rejected(u16),
-    Retry(String),
+    /// Try again later: after `after` when the receiver said so (`Retry-After`), else after
+    /// the current backoff.
+    Retry {
+        why: String,
+        after: Option<Duration>,
+    },
 }
+
+/// A receiver may not park us for longer than this with `Retry-After`.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 impl HttpOutput {
     /// Open the spill file and start the sender task.
     pub fn start(url: &str, cfg: &HttpOutputConfig, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.timeout_ms))
-            .connect_timeout(Duration::from_millis(cfg.timeout_ms.min(3_000)))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1)
-            .user_agent(concat!("aerie-detector/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = build_client(cfg)?;
+        let auth = bearer_header(cfg)?;
         let queue = SpillQueue::open(
             &cfg.spill_dir,
             &spill_name(url),
@@ -60,6 +68,7 @@ impl HttpOutput {
         let task = tokio::spawn(send_loop(
             url.to_owned(),
             client,
+            auth,
             shared.clone(),
             metrics.clone(),
             Duration::from_millis(cfg.min_backoff_ms.max(1)),
@@ -139,9 +148,70 @@ fn spill_name(url: &str) -> String {
     format!("http-{s}")
 }
 
+/// A client with Falco `http_output`'s connection behaviour and the configured TLS.
+fn build_client(cfg: &HttpOutputConfig) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_millis(cfg.timeout_ms))
+        .connect_timeout(Duration::from_millis(cfg.timeout_ms.min(3_000)))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1)
+        .user_agent(concat!("aerie-detector/", env!("CARGO_PKG_VERSION")));
+    let tls = &cfg.tls;
+    if let Some(ca) = &tls.ca_file {
+        let pem = std::fs::read(ca)
+            .with_context(|| format!("http_output.tls.ca_file {}", ca.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+            format!("http_output.tls.ca_file {}: not a PEM bundle", ca.display())
+        })? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&tls.client_cert_file, &tls.client_key_file) {
+        let mut pem = std::fs::read(cert)
+            .with_context(|| format!("http_output.tls.client_cert_file {}", cert.display()))?;
+        pem.push(b'\n');
+        pem.extend(
+            std::fs::read(key)
+                .with_context(|| format!("http_output.tls.client_key_file {}", key.display()))?,
+        );
+        b = b.identity(
+            reqwest::Identity::from_pem(&pem)
+                .context("http_output.tls: client certificate and key do not form an identity")?,
+        );
+    }
+    if tls.insecure {
+        tracing::warn!("http_output: TLS certificate verification is OFF (tls.insecure: true)");
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build().context("building the HTTP client")
+}
+
+/// `Authorization: Bearer …` from `bearer_token` or `bearer_token_file`, marked sensitive so
+/// that it never shows in debug output.
+fn bearer_header(cfg: &HttpOutputConfig) -> anyhow::Result<Option<HeaderValue>> {
+    let token = match (&cfg.bearer_token, &cfg.bearer_token_file) {
+        (Some(t), _) if !t.is_empty() => t.expose().trim().to_owned(),
+        (_, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("http_output.bearer_token_file {}", path.display()))?
+            .trim()
+            .to_owned(),
+        _ => return Ok(None),
+    };
+    if token.is_empty() {
+        anyhow::bail!("http_output: the bearer token is empty");
+    }
+    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        anyhow::anyhow!("http_output: the bearer token holds characters not allowed in a header")
+    })?;
+    v.set_sensitive(true);
+    Ok(Some(v))
+}
+
 async fn send_loop(
     url: String,
     client: reqwest::Client,
+    auth: Option<HeaderValue>,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
     min_backoff: Duration,
@@ -164,7 +234,7 @@ async fn send_loop(
             shared.wake.notified().await;
             continue;
         };
-        match deliver(&client, &url, line).await {
+        match deliver(&client, &url, auth.as_ref(), line).await {
             Delivery::Done => {
                 lock(&shared.queue).pop();
                 backoff = min_backoff;
@@ -174,10 +244,11 @@ async fn send_loop(
                 metrics.count_output_drop(&url, "rejected");
                 lock(&shared.queue).pop();
             }
-            Delivery::Retry(why) => {
-                tracing::debug!("delivery to {url} failed ({why}); retrying in {backoff:?}");
+            Delivery::Retry { why, after } => {
+                let wait = after.map_or(backoff, |a| a.min(MAX_RETRY_AFTER));
+                tracing::debug!("delivery to {url} failed ({why}); retrying in {wait:?}");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = shared.stop.notified() => return,
                 }
                 backoff = (backoff * 2).min(max_backoff);
@@ -186,26 +257,60 @@ async fn send_loop(
     }
 }
 
-async fn deliver(client: &reqwest::Client, url: &str, line: String) -> Delivery {
-    let resp = client
+async fn deliver(
+    client: &reqwest::Client,
+    url: &str,
+    auth: Option<&HeaderValue>,
+    line: String,
+) -> Delivery {
+    let mut req = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(line)
-        .send()
-        .await;
-    match resp {
+        .body(line);
+    if let Some(v) = auth {
+        req = req.header(AUTHORIZATION, v.clone());
+    }
+    match req.send().await {
         Ok(r) => {
-            let status = r.status();
+            let status = r.status().as_u16();
+            let after = r
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| aerie_alert::retry_after(v, SystemTime::now()));
             // Read the body so the connection goes back to the pool.
             let _ = r.bytes().await;
-            if status.is_success() {
-                Delivery::Done
-            } else if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429 {
-                Delivery::Rejected(status.as_u16())
-            } else {
-                Delivery::Retry(format!("HTTP {status}"))
+            classify(url, status, after)
+        }
+        Err(e) => Delivery::Retry {
+            why: e.to_string(),
+            after: None,
+        },
+    }
+}
+
+/// What an HTTP status means for this alert.
+fn classify(url: &str, status: u16, after: Option<Duration>) -> Delivery {
+    match status {
+        200..=299 => Delivery::Done,
+        401 | 403 => {
+            tracing::warn!(
+                "{url} refused the alert with HTTP {status}: check http_output.bearer_token \
+                 (alerts are kept and retried)"
+            );
+            Delivery::Retry {
+                why: format!("HTTP {status}"),
+                after,
             }
         }
-        Err(e) => Delivery::Retry(e.to_string()),
+        408 | 429 => Delivery::Retry {
+            why: format!("HTTP {status}"),
+            after,
+        },
+        400..=499 => Delivery::Rejected(status),
+        _ => Delivery::Retry {
+            why: format!("HTTP {status}"),
+            after,
+        },
     }
 }
