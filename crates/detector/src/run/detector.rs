@@ -145,7 +145,8 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
     );
     let n = table.bootstrap();
     eprintln!("aerie-detector: {n} processes read from /proc");
-    let mut pipeline = Pipeline::new(table, UserDb::system(), engine, hostname);
+    let (passwd, group) = cfg.user_db_paths();
+    let mut pipeline = Pipeline::new(table, UserDb::from_files(passwd, group), engine, hostname);
     metrics.set_processes_tracked(pipeline.tracker.table.len() as u64);
     metrics.set_ready(true);
 
