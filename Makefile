@@ -1,5 +1,5 @@
 # aerie: the two quick-start commands. See README.md.
-.PHONY: run test bench build
+.PHONY: run test bench build fuzz
 
 # Bootstrap, build, and run router + detector on the embedded defaults (Ctrl-C stops both).
 run:
@@ -15,3 +15,8 @@ build:
 
 bench:
 	scripts/bench
+
+# Every cargo-fuzz target for FUZZ_SECS seconds each (installs cargo-fuzz on first use).
+FUZZ_SECS ?= 60
+fuzz:
+	scripts/fuzz $(FUZZ_SECS)
