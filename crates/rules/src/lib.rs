@@ -79,6 +79,7 @@ mod engine;
 mod event;
 mod exceptions;
 pub mod fields;
+mod k8s_audit;
 pub mod loader;
 mod output;
 mod value;
@@ -98,4 +99,5 @@ pub use fields::{
     ArgKind, FieldArg, FieldError, FieldId, FieldInfo, FieldRef, FieldRegistry, FieldType,
     builtin_registries, k8s_audit_fields, syscall_fields,
 };
+pub use k8s_audit::{AuditPayloadError, K8S_AUDIT_SOURCE, K8sAuditEvent, parse_audit_payload};
 pub use value::{IpNet, Value};
