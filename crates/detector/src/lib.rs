@@ -5,6 +5,7 @@ pub mod config;
 pub mod ebpf;
 pub mod event;
 pub mod fields;
+pub mod k8s_audit;
 pub mod metrics;
 pub mod output;
 pub mod run;

@@ -36,6 +36,7 @@ pub struct DetectorConfig {
     pub http_output: HttpOutputConfig,
     pub metrics: MetricsConfig,
     pub drops: DropAlertConfig,
+    pub k8s_audit: K8sAuditConfig,
 }
 
 impl Default for DetectorConfig {
@@ -55,6 +56,7 @@ impl Default for DetectorConfig {
             http_output: HttpOutputConfig::default(),
             metrics: MetricsConfig::default(),
             drops: DropAlertConfig::default(),
+            k8s_audit: K8sAuditConfig::default(),
         }
     }
 }
@@ -145,6 +147,30 @@ impl Default for HttpOutputConfig {
             bearer_token: None,
             bearer_token_file: None,
             tls: HttpTlsConfig::default(),
+        }
+    }
+}
+
+/// The Kubernetes audit webhook (Falco's k8saudit plugin: `http://:9765/k8s-audit`): the API
+/// server's webhook backend posts audit events here and the `k8s_audit` rules judge them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct K8sAuditConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// URL path the events are posted to.
+    pub path: String,
+    /// Largest request body accepted (the API server batches events).
+    pub max_body_bytes: usize,
+}
+
+impl Default for K8sAuditConfig {
+    fn default() -> Self {
+        K8sAuditConfig {
+            enabled: false,
+            listen: SocketAddr::from(([0, 0, 0, 0], 9765)),
+            path: "/k8s-audit".to_owned(),
+            max_body_bytes: 10 << 20,
         }
     }
 }
@@ -270,6 +296,12 @@ impl DetectorConfig {
         }
         if self.http_output.queue_capacity == 0 {
             return Err("http_output.queue_capacity must be at least 1".into());
+        }
+        if !self.k8s_audit.path.starts_with('/') {
+            return Err(format!(
+                "k8s_audit.path = {:?}: must start with /",
+                self.k8s_audit.path
+            ));
         }
         let h = &self.http_output;
         if h.bearer_token.as_ref().is_some_and(|t| !t.is_empty()) && h.bearer_token_file.is_some() {

@@ -18,6 +18,9 @@ use aerie_alert::Priority;
 #[derive(Default)]
 pub struct Metrics {
     events_total: AtomicU64,
+    /// Kubernetes audit events received, and those refused as unreadable.
+    k8s_audit_events: AtomicU64,
+    k8s_audit_rejected: AtomicU64,
     /// f64 bits of the last measured events/s.
     events_per_second: AtomicU64,
     processes_tracked: AtomicU64,
@@ -35,6 +38,18 @@ pub struct Metrics {
 impl Metrics {
     pub fn add_events(&self, n: u64) {
         self.events_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_k8s_audit_events(&self, n: u64) {
+        self.k8s_audit_events.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_k8s_audit_rejected(&self) {
+        self.k8s_audit_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn k8s_audit_events(&self) -> u64 {
+        self.k8s_audit_events.load(Ordering::Relaxed)
     }
 
     pub fn events_total(&self) -> u64 {
@@ -132,6 +147,12 @@ impl Metrics {
             s,
             "# HELP aerie_rules_loaded Rules loaded and enabled.\n# TYPE aerie_rules_loaded gauge\naerie_rules_loaded {}",
             self.rules_loaded.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP aerie_k8s_audit_events_total Kubernetes audit events received.\n# TYPE aerie_k8s_audit_events_total counter\naerie_k8s_audit_events_total {}\n# HELP aerie_k8s_audit_rejected_total Audit webhook requests refused as unreadable.\n# TYPE aerie_k8s_audit_rejected_total counter\naerie_k8s_audit_rejected_total {}",
+            self.k8s_audit_events.load(Ordering::Relaxed),
+            self.k8s_audit_rejected.load(Ordering::Relaxed)
         );
         s.push_str("# HELP aerie_kernel_drops_total Events dropped before reaching user space, by reason.\n# TYPE aerie_kernel_drops_total counter\n");
         for (reason, v) in lock(&self.kernel_drops).iter() {

@@ -32,6 +32,21 @@ pub struct Outputs {
     metrics: Arc<Metrics>,
 }
 
+/// A cloneable [`Outputs::send`].
+#[derive(Clone)]
+pub struct AlertSender {
+    tx: mpsc::Sender<Arc<str>>,
+    metrics: Arc<Metrics>,
+}
+
+impl AlertSender {
+    pub fn send(&self, line: Arc<str>) {
+        if self.tx.try_send(line).is_err() {
+            self.metrics.count_output_drop("all", "output_backlog");
+        }
+    }
+}
+
 enum Sink {
     Stdout(tokio::io::Stdout),
     File { path: String, file: tokio::fs::File },
@@ -89,6 +104,15 @@ impl Outputs {
     pub fn send(&self, line: Arc<str>) {
         if self.tx.try_send(line).is_err() {
             self.metrics.count_output_drop("all", "output_backlog");
+        }
+    }
+
+    /// A handle other tasks (the k8s audit source) send alerts through. Drop every sender
+    /// before [`Outputs::shutdown`], which waits for the channel to close.
+    pub fn sender(&self) -> AlertSender {
+        AlertSender {
+            tx: self.tx.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 

@@ -95,6 +95,29 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
         cfg.hostname.clone()
     };
 
+    // The Kubernetes audit webhook: its own engine (the same files), judged off the event loop.
+    let (audit_stop_tx, audit_stop_rx) = tokio::sync::watch::channel(false);
+    let audit_task = if cfg.k8s_audit.enabled {
+        let source = Arc::new(crate::k8s_audit::AuditSource {
+            engine: Arc::new(load_rules(&cfg.rules, &engine_cfg)?),
+            hostname: hostname.clone(),
+            outputs: outputs.sender(),
+            metrics: metrics.clone(),
+        });
+        let mut rx = audit_stop_rx;
+        let (addr, task) = crate::k8s_audit::serve(&cfg.k8s_audit, source, async move {
+            let _ = rx.changed().await;
+        })
+        .await?;
+        eprintln!(
+            "aerie-detector: Kubernetes audit webhook on http://{addr}{}",
+            cfg.k8s_audit.path
+        );
+        Some(task)
+    } else {
+        None
+    };
+
     // Interesting syscalls: what the rules name plus what state tracking needs.
     let wanted: Option<Vec<String>> = engine.event_types("syscall").map(|types| {
         let mut set: BTreeSet<String> = types;
@@ -230,6 +253,11 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
     metrics.set_ready(false);
     // Detach first: no new events while outputs drain.
     drop(capture);
+    // The audit endpoint holds an output sender: stop it before the outputs drain.
+    let _ = audit_stop_tx.send(true);
+    if let Some(t) = audit_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
     eprintln!("aerie-detector: eBPF programs detached; flushing outputs");
     outputs.shutdown(Duration::from_secs(3)).await;
     let _ = stop_tx.send(true);
