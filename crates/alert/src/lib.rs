@@ -10,11 +10,13 @@
 mod decode;
 mod priority;
 mod retry_after;
+mod secret;
 mod time;
 
 pub use decode::{DecodeError, decode_alert, decode_batch};
 pub use priority::{Priority, UnknownPriority};
 pub use retry_after::retry_after;
+pub use secret::Secret;
 pub use time::{InvalidTime, Timestamp};
 
 use serde::{Deserialize, Serialize};

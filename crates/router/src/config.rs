@@ -2,7 +2,6 @@
 //! falcosidekick environment names, and validation with errors that name file, field and line.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,31 +26,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// A secret value (webhook URL, routing key, HMAC key): never printed by `Debug`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            f.write_str("\"\"")
-        } else {
-            f.write_str("\"<redacted>\"")
-        }
-    }
-}
+pub use aerie_alert::Secret;
 
 // ---------------------------------------------------------------------------------------------
 // Raw (as written) configuration.

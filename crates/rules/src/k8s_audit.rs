@@ -399,26 +399,10 @@ impl K8sAuditEvent {
                 emit_each(ports.into_iter(), out);
             }
             "ka.req.pod.volumes.hostpath" => {
-                let Some(volumes) = self.spec_items("volumes", arg) else {
-                    return false;
-                };
-                emit_each(
-                    volumes
-                        .iter()
-                        .filter_map(|v| v.get("hostPath").and_then(|h| h.get("path"))),
-                    out,
-                );
+                return self.volume_values(arg, "hostPath", "path", out);
             }
             "ka.req.pod.volumes.flexvolume_driver" => {
-                let Some(volumes) = self.spec_items("volumes", arg) else {
-                    return false;
-                };
-                emit_each(
-                    volumes
-                        .iter()
-                        .filter_map(|v| v.get("flexVolume").and_then(|h| h.get("driver"))),
-                    out,
-                );
+                return self.volume_values(arg, "flexVolume", "driver", out);
             }
             "ka.req.pod.volumes.volume_type" => {
                 let Some(volumes) = self.spec_items("volumes", arg) else {
@@ -465,6 +449,26 @@ impl K8sAuditEvent {
             }
             _ => return false,
         }
+        true
+    }
+
+    /// `requestObject.spec.volumes[*].<kind>.<key>` of the volumes that have it.
+    fn volume_values(
+        &self,
+        arg: FieldArg<'_>,
+        kind: &str,
+        key: &str,
+        out: &mut dyn FnMut(Value<'_>),
+    ) -> bool {
+        let Some(volumes) = self.spec_items("volumes", arg) else {
+            return false;
+        };
+        emit_each(
+            volumes
+                .iter()
+                .filter_map(|v| v.get(kind).and_then(|h| h.get(key))),
+            out,
+        );
         true
     }
 

@@ -2,10 +2,9 @@
 //! `AERIE_DETECTOR__SECTION__KEY` environment overrides.
 
 mod output_spec;
-mod secret;
 
+pub use aerie_alert::Secret;
 pub use output_spec::{OutputSpec, ParseOutputError};
-pub use secret::Secret;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
-//! A secret from the configuration (bearer token): never printed by `Debug`.
+//! A secret from a configuration (bearer token, webhook URL, routing key): never printed by
+//! `Debug`. Shared by the detector and the router, the two ends of the alert wire.
 
 use std::fmt;
 
