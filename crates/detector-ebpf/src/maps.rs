@@ -1,8 +1,10 @@
 //! Maps shared by all programs, and the helpers that write to the ring buffers.
 
 use aya_ebpf::{
-    helpers::generated::bpf_get_smp_processor_id,
-    macros::map,
+    helpers::generated::{
+        bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_task_storage_get,
+    },
+    macros::{btf_map, map},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use detector_common::{
@@ -71,15 +73,69 @@ pub static PROC_SCRATCH: PerCpuArray<ProcScratch> = PerCpuArray::with_max_entrie
 /// BPF_F_NO_PREALLOC: memory is only used by syscalls actually in flight.
 const BPF_F_NO_PREALLOC: u32 = 1;
 
+/// A BPF_MAP_TYPE_TASK_STORAGE definition (aya-ebpf has none), BTF-defined as the kernel
+/// requires: one value per task, created on first use, freed with the task.
+#[repr(C)]
+pub struct TaskStorage<V> {
+    r#type: *const [i32; 29],
+    key: *const i32,
+    value: *const V,
+    max_entries: *const [i32; 0],
+    /// BPF_F_NO_PREALLOC, required for local storage.
+    map_flags: *const [i32; 1],
+}
+
+// SAFETY: placeholder pointers patched by the loader, never dereferenced.
+unsafe impl<V> Sync for TaskStorage<V> {}
+
+const BPF_LOCAL_STORAGE_GET_F_CREATE: u64 = 1;
+
+impl<V> TaskStorage<V> {
+    pub const fn new() -> Self {
+        Self {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+
+    /// The current task's value, created zeroed when `create` and absent.
+    #[inline(always)]
+    pub fn current(&self, create: bool) -> Option<&'static mut V> {
+        let flags = if create {
+            BPF_LOCAL_STORAGE_GET_F_CREATE
+        } else {
+            0
+        };
+        // SAFETY: helpers on the current task (a trusted BTF pointer); the value pointer
+        // is the task's own storage, only used by this task's programs.
+        unsafe {
+            let p = bpf_task_storage_get(
+                (self as *const Self).cast_mut().cast(),
+                bpf_get_current_task_btf(),
+                core::ptr::null_mut(),
+                flags,
+            );
+            p.cast::<V>().as_mut()
+        }
+    }
+}
+
+/// The current task's entry-captured syscall when its var data fits `SMALL_VAR`: a task
+/// storage slot is found from the task itself and reused from one syscall to the next, so
+/// an entry costs no hash insert, allocation or delete. `hdr.kind` is PENDING while set.
+#[btf_map]
+pub static TASK_INFLIGHT: TaskStorage<InflightSmall> = TaskStorage::new();
+
+/// `hdr.kind` of a TASK_INFLIGHT value waiting for its exit (0 = free).
+pub const PENDING: u16 = 0xffff;
+
 /// Syscalls blocked between entry and exit at once (e.g. slow connects), per map: memory
-/// is at most `INFLIGHT_MAX * (672 B + 8.3 KiB)` (~147 MiB), normally a few KiB. Beyond it
+/// is at most `INFLIGHT_MAX * 8.3 KiB` (~136 MiB), normally a few KiB. Beyond it
 /// the exit is still sent, flagged NO_ENTRY, and counted as DROP_INFLIGHT_FULL.
 const INFLIGHT_MAX: u32 = 16384;
-
-/// tid -> entry-captured syscall whose var data fits `SMALL_VAR`, completed at exit.
-#[map]
-pub static INFLIGHT: HashMap<u32, InflightSmall> =
-    HashMap::with_max_entries(INFLIGHT_MAX, BPF_F_NO_PREALLOC);
 
 /// tid -> entry-captured syscall with more var data (long paths, argv).
 #[map]

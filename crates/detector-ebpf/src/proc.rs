@@ -10,8 +10,8 @@ use detector_common::{
 
 use crate::{
     maps::{
-        INFLIGHT, INFLIGHT_BIG, PROC_SCRATCH, ProcRecord, ProcScratch, config, count, output,
-        submit_with, zero,
+        INFLIGHT_BIG, PROC_SCRATCH, ProcRecord, ProcScratch, config, count, output, submit_with,
+        zero,
     },
     task::{
         current_task, fill_header, fill_proc_info, ptr, put_kernel_str, read, task_ids, walk_names,
@@ -45,13 +45,9 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
     // in-flight execve entry to the new tid so that sys_exit finds it.
     let old_tid = old_pid as u32;
     if old_tid != s.hdr.tid {
-        if let Some(v) = INFLIGHT.get_ptr(old_tid) {
-            // SAFETY: a live map value, copied by the helper into the new key.
-            let _ = INFLIGHT.insert(s.hdr.tid, unsafe { &*v }, 0);
-            let _ = INFLIGHT.remove(old_tid);
-        }
+        // (TASK_INFLIGHT needs nothing: the task keeps its storage, only its pid changes.)
         if let Some(v) = INFLIGHT_BIG.get_ptr(old_tid) {
-            // SAFETY: as above.
+            // SAFETY: a live map value, copied by the helper into the new key.
             let _ = INFLIGHT_BIG.insert(s.hdr.tid, unsafe { &*v }, 0);
             let _ = INFLIGHT_BIG.remove(old_tid);
         }
@@ -184,7 +180,7 @@ fn try_exit() -> Option<()> {
     let pid_tgid = unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() };
     // A task killed inside a syscall never reaches sys_exit: forget its entry.
     let tid = pid_tgid as u32;
-    let _ = INFLIGHT.remove(tid);
+    // (TASK_INFLIGHT is freed with the task.)
     let _ = INFLIGHT_BIG.remove(tid);
     if (pid_tgid >> 32) as u32 == cfg.self_tgid {
         return None;

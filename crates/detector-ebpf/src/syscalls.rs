@@ -6,7 +6,7 @@
 
 use aya_ebpf::{
     bindings::pt_regs,
-    helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
+    helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -18,8 +18,8 @@ use detector_common::{
 
 use crate::{
     maps::{
-        INFLIGHT, INFLIGHT_BIG, Inflight, InflightBig, InflightSmall, SMALL_VAR, SYS_SCRATCH,
-        SYSCALLS, SysScratch, config, count, output, submit_with, zero,
+        INFLIGHT_BIG, Inflight, InflightBig, InflightSmall, PENDING, SMALL_VAR, SYS_SCRATCH,
+        SYSCALLS, SysScratch, TASK_INFLIGHT, config, count, output, submit_with, zero,
     },
     task::{current_task, fill_header},
 };
@@ -225,14 +225,33 @@ fn try_enter(ctx: &BtfTracePointContext) -> Option<()> {
     }
     s.hdr.flags = fl;
     s.hdr.len = (HDR + if pos > VAR_CAP { VAR_CAP } else { pos }) as u32;
-    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    // SAFETY (both casts): SysScratch starts with the layout of Inflight and is larger.
     let stored = if pos <= SMALL_VAR {
-        let v: &InflightSmall = unsafe { &*(s as *const SysScratch).cast() };
-        INFLIGHT.insert(tid, v, BPF_ANY)
+        match TASK_INFLIGHT.current(true) {
+            Some(v) => {
+                // A constant size: the verifier loses a clamped variable one, and 672
+                // bytes cost about as little as the header alone.
+                // SAFETY: the scratch is larger than the task's slot.
+                let rc = unsafe {
+                    bpf_probe_read_kernel(
+                        (v as *mut InflightSmall).cast(),
+                        core::mem::size_of::<InflightSmall>() as u32,
+                        (s as *const SysScratch).cast(),
+                    )
+                };
+                v.hdr.kind = PENDING;
+                if rc == 0 { Ok(()) } else { Err(rc) }
+            }
+            None => Err(-1),
+        }
     } else {
+        // A pending small entry left by a lost exit must not be taken for this one.
+        if let Some(v) = TASK_INFLIGHT.current(false) {
+            v.hdr.kind = 0;
+        }
+        let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+        // SAFETY: SysScratch starts with the layout of Inflight and is larger.
         let v: &InflightBig = unsafe { &*(s as *const SysScratch).cast() };
-        INFLIGHT_BIG.insert(tid, v, BPF_ANY)
+        INFLIGHT_BIG.insert(tid, v, BPF_ANY).map_err(|e| e as i64)
     };
     if stored.is_err() {
         count(counter::DROP_INFLIGHT_FULL);
@@ -262,10 +281,11 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
     if sp.capture_entry != 0 {
         let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
         let mut found = false;
-        if let Some(v) = INFLIGHT.get_ptr_mut(tid) {
-            // SAFETY: map value of the right type; only this task uses its own key.
-            found = send_entry(cfg, unsafe { &mut *v }, nr, ret, task, creds);
-            let _ = INFLIGHT.remove(tid);
+        if let Some(v) = TASK_INFLIGHT.current(false)
+            && v.hdr.kind == PENDING
+        {
+            found = send_entry(cfg, v, nr, ret, task, creds);
+            v.hdr.kind = 0;
         }
         // A stale small entry (its exit was never seen) must not hide a fresh big one.
         if !found && let Some(v) = INFLIGHT_BIG.get_ptr_mut(tid) {
