@@ -68,12 +68,17 @@ pub fn fill_header(hdr: &mut EventHeader, off: &KernelOffsets, task: u64, creds:
         fill_task_ids(hdr, off, task);
         hdr.flags |= flags::CREDS;
     } else {
-        hdr.ppid = 0;
-        hdr.euid = 0;
-        hdr.egid = 0;
-        hdr.loginuid = u32::MAX;
-        hdr.cap_permitted = 0;
-        hdr.cap_effective = 0;
+        // Volatile: LLVM merges plain adjacent zero stores into a call to the
+        // byte-at-a-time memset subprogram.
+        // SAFETY: field pointers of a live &mut.
+        unsafe {
+            core::ptr::write_volatile(&mut hdr.ppid, 0);
+            core::ptr::write_volatile(&mut hdr.euid, 0);
+            core::ptr::write_volatile(&mut hdr.egid, 0);
+            core::ptr::write_volatile(&mut hdr.loginuid, u32::MAX);
+            core::ptr::write_volatile(&mut hdr.cap_permitted, 0);
+            core::ptr::write_volatile(&mut hdr.cap_effective, 0);
+        }
     }
 }
 
