@@ -80,6 +80,19 @@ pub mod flags {
     pub const READ_FAILED: u16 = 1 << 2;
     /// ProcExit: the whole thread group ended (the last thread exited).
     pub const GROUP_DEAD: u16 = 1 << 3;
+    /// `ppid`, `euid`, `egid`, `loginuid` and the capability sets were read. Set on process
+    /// records and on syscalls whose spec asks for it (credential changes); other syscall
+    /// records leave those fields zero and user space keeps them in its process table —
+    /// re-reading them took seven kernel reads per event.
+    pub const CREDS: u16 = 1 << 4;
+}
+
+/// `SyscallSpec::enabled` bits.
+pub mod spec {
+    /// The syscall is wanted.
+    pub const ENABLED: u8 = 1 << 0;
+    /// Its records carry the full identity ([`super::flags::CREDS`]): it changes credentials.
+    pub const CREDS: u8 = 1 << 1;
 }
 
 /// Slot meanings. For `Syscall` events, slots 0..6 hold data captured for syscall argument i
@@ -219,7 +232,7 @@ pub enum ArgKind {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SyscallSpec {
-    /// Non-zero when the syscall is wanted; others never leave the kernel.
+    /// [`spec`] bits; 0 when the syscall is not wanted (it never leaves the kernel).
     pub enabled: u8,
     /// Non-zero when some argument is captured at entry (paths, addresses): the entry
     /// is recorded in the in-flight map and completed at exit.

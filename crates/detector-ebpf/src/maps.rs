@@ -1,8 +1,10 @@
 //! Maps shared by all programs, and the helpers that write to the ring buffers.
 
 use aya_ebpf::{
-    helpers::generated::bpf_get_smp_processor_id,
-    macros::map,
+    helpers::generated::{
+        bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_task_storage_get,
+    },
+    macros::{btf_map, map},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use detector_common::{
@@ -41,12 +43,19 @@ pub struct SysScratch {
     pub var: [u8; 2 * VAR_CAP],
 }
 
-/// What the in-flight map stores between entry and exit: header + `VAR_CAP` bytes.
+/// What the in-flight maps store between entry and exit: header + `N` bytes of var data.
+/// Inserting copies the whole value, so most entries go to the small map: an 8 KiB value
+/// cost more to copy (and allocate) than the rest of the entry program.
 #[repr(C)]
-pub struct Inflight {
+pub struct Inflight<const N: usize> {
     pub hdr: EventHeader,
-    pub var: [u8; VAR_CAP],
+    pub var: [u8; N],
 }
+
+/// Var bytes of a small in-flight entry: one or two ordinary paths or a socket address.
+pub const SMALL_VAR: usize = 512;
+pub type InflightSmall = Inflight<SMALL_VAR>;
+pub type InflightBig = Inflight<VAR_CAP>;
 
 /// A process lifecycle record under construction.
 #[repr(C)]
@@ -64,14 +73,73 @@ pub static PROC_SCRATCH: PerCpuArray<ProcScratch> = PerCpuArray::with_max_entrie
 /// BPF_F_NO_PREALLOC: memory is only used by syscalls actually in flight.
 const BPF_F_NO_PREALLOC: u32 = 1;
 
-/// Syscalls blocked between entry and exit at once (e.g. slow connects): memory is at most
-/// `INFLIGHT_MAX * size_of::<Inflight>()` (~136 MiB), normally a few KiB. Beyond it the
-/// exit is still sent, flagged NO_ENTRY, and counted as DROP_INFLIGHT_FULL.
+/// A BPF_MAP_TYPE_TASK_STORAGE definition (aya-ebpf has none), BTF-defined as the kernel
+/// requires: one value per task, created on first use, freed with the task.
+#[repr(C)]
+pub struct TaskStorage<V> {
+    r#type: *const [i32; 29],
+    key: *const i32,
+    value: *const V,
+    max_entries: *const [i32; 0],
+    /// BPF_F_NO_PREALLOC, required for local storage.
+    map_flags: *const [i32; 1],
+}
+
+// SAFETY: placeholder pointers patched by the loader, never dereferenced.
+unsafe impl<V> Sync for TaskStorage<V> {}
+
+const BPF_LOCAL_STORAGE_GET_F_CREATE: u64 = 1;
+
+impl<V> TaskStorage<V> {
+    pub const fn new() -> Self {
+        Self {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+
+    /// The current task's value, created zeroed when `create` and absent.
+    #[inline(always)]
+    pub fn current(&self, create: bool) -> Option<&'static mut V> {
+        let flags = if create {
+            BPF_LOCAL_STORAGE_GET_F_CREATE
+        } else {
+            0
+        };
+        // SAFETY: helpers on the current task (a trusted BTF pointer); the value pointer
+        // is the task's own storage, only used by this task's programs.
+        unsafe {
+            let p = bpf_task_storage_get(
+                (self as *const Self).cast_mut().cast(),
+                bpf_get_current_task_btf(),
+                core::ptr::null_mut(),
+                flags,
+            );
+            p.cast::<V>().as_mut()
+        }
+    }
+}
+
+/// The current task's entry-captured syscall when its var data fits `SMALL_VAR`: a task
+/// storage slot is found from the task itself and reused from one syscall to the next, so
+/// an entry costs no hash insert, allocation or delete. `hdr.kind` is PENDING while set.
+#[btf_map]
+pub static TASK_INFLIGHT: TaskStorage<InflightSmall> = TaskStorage::new();
+
+/// `hdr.kind` of a TASK_INFLIGHT value waiting for its exit (0 = free).
+pub const PENDING: u16 = 0xffff;
+
+/// Syscalls blocked between entry and exit at once (e.g. slow connects), per map: memory
+/// is at most `INFLIGHT_MAX * 8.3 KiB` (~136 MiB), normally a few KiB. Beyond it
+/// the exit is still sent, flagged NO_ENTRY, and counted as DROP_INFLIGHT_FULL.
 const INFLIGHT_MAX: u32 = 16384;
 
-/// tid -> entry-captured syscall, completed and sent at exit.
+/// tid -> entry-captured syscall with more var data (long paths, argv).
 #[map]
-pub static INFLIGHT: HashMap<u32, Inflight> =
+pub static INFLIGHT_BIG: HashMap<u32, InflightBig> =
     HashMap::with_max_entries(INFLIGHT_MAX, BPF_F_NO_PREALLOC);
 
 #[inline(always)]
@@ -105,13 +173,24 @@ const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
 
-/// Wake the reader only when enough data waits (see `Config::wakeup_bytes`).
+/// Bytes a record of `len` bytes takes in a ring: an 8-byte header, 8-byte aligned.
 #[inline(always)]
-fn wakeup_flag(cfg: &Config, ring: &RingBuf) -> u64 {
-    if cfg.wakeup_bytes == 0 {
+fn ring_size(len: u64) -> u64 {
+    (len + 8 + 7) & !7
+}
+
+/// Wake-up flag for a record of `len` bytes when `before` bytes already wait in the ring.
+/// Only the record that makes the backlog cross `Config::wakeup_bytes` wakes the reader:
+/// a wake-up is an irq_work self-IPI (a VM exit under KVM), and waking on every record
+/// past the threshold cost more than the rest of the program until the reader caught up.
+/// A missed crossing (two CPUs on one ring) only waits for the reader's poll timer.
+#[inline(always)]
+fn wakeup_flag(cfg: &Config, before: u64, len: u64) -> u64 {
+    let thr = cfg.wakeup_bytes as u64;
+    if thr == 0 {
         return 0;
     }
-    if ring.query(BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes as u64 {
+    if before < thr && before + ring_size(len) >= thr {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
@@ -124,43 +203,60 @@ pub fn output(cfg: &Config, data: *const u8, len: usize) {
     // SAFETY: callers bound `len` by the size of the buffer behind `data`.
     let bytes = unsafe { core::slice::from_raw_parts(data, len) };
     let ring = ring(cfg);
-    match ring.output::<[u8]>(bytes, wakeup_flag(cfg, ring)) {
+    let before = if cfg.wakeup_bytes == 0 {
+        0
+    } else {
+        ring.query(BPF_RB_AVAIL_DATA)
+    };
+    match ring.output::<[u8]>(bytes, wakeup_flag(cfg, before, len as u64)) {
         Ok(()) => count(counter::SENT),
         Err(_) => count(counter::DROP_RING_FULL),
     }
 }
 
-/// Send a fixed-size header-only record with reserve/submit (no copy).
+/// Reserve a fixed-size `T` record in this CPU's ring, let `fill` write it in place (no
+/// stack copy: bpf-linker turns struct copies into byte-at-a-time memmove loops), submit.
+/// `fill` must write every field.
 #[inline(always)]
-pub fn submit_header(cfg: &Config, hdr: &EventHeader) {
+pub fn submit_with<T: 'static>(cfg: &Config, fill: impl FnOnce(&mut T)) {
     let ring = ring(cfg);
-    match ring.reserve::<EventHeader>(0) {
+    match ring.reserve::<T>(0) {
         Some(mut entry) => {
-            entry.write(*hdr);
-            entry.submit(wakeup_flag(cfg, ring));
+            // SAFETY: ring memory of size_of::<T>() bytes, ours until submit; `fill` writes
+            // every field (callers zero the record first).
+            fill(unsafe { &mut *entry.as_mut_ptr() });
+            let len = core::mem::size_of::<T>() as u64;
+            let before = if cfg.wakeup_bytes == 0 {
+                0
+            } else {
+                // The reserved record already counts as waiting.
+                ring.query(BPF_RB_AVAIL_DATA).saturating_sub(ring_size(len))
+            };
+            entry.submit(wakeup_flag(cfg, before, len));
             count(counter::SENT);
         }
         None => count(counter::DROP_RING_FULL),
     }
 }
 
-/// A header + ProcInfo record, reserve/submit.
+/// Zero `T` with 8-byte volatile stores: a plain `= zeroed()` or `[0; N]` becomes a call to
+/// the byte-at-a-time memset subprogram.
+#[inline(always)]
+pub fn zero<T>(v: &mut T) {
+    const { assert!(core::mem::size_of::<T>() % 8 == 0) };
+    let p = (v as *mut T).cast::<u64>();
+    let mut i = 0;
+    while i < core::mem::size_of::<T>() / 8 {
+        // SAFETY: inside `v`, which is 8-byte aligned (all our records are).
+        unsafe { core::ptr::write_volatile(p.add(i), 0) };
+        i += 1;
+    }
+}
+
+/// A header + ProcInfo record.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ProcRecord {
     pub hdr: EventHeader,
     pub info: ProcInfo,
-}
-
-#[inline(always)]
-pub fn submit_proc(cfg: &Config, rec: &ProcRecord) {
-    let ring = ring(cfg);
-    match ring.reserve::<ProcRecord>(0) {
-        Some(mut entry) => {
-            entry.write(*rec);
-            entry.submit(wakeup_flag(cfg, ring));
-            count(counter::SENT);
-        }
-        None => count(counter::DROP_RING_FULL),
-    }
 }

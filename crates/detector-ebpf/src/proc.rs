@@ -5,12 +5,14 @@ use aya_ebpf::{
 };
 use core::ffi::c_void;
 use detector_common::{
-    ARGV_CAP, EventKind, ProcInfo, STR_CAP, VAR_CAP, VAR_SLOTS, WALK_REGION, flags, slot,
-    walk_flags,
+    ARGV_CAP, EventKind, STR_CAP, VAR_CAP, WALK_REGION, flags, slot, walk_flags,
 };
 
 use crate::{
-    maps::{INFLIGHT, PROC_SCRATCH, ProcRecord, ProcScratch, config, count, output, submit_proc},
+    maps::{
+        INFLIGHT_BIG, PROC_SCRATCH, ProcRecord, ProcScratch, config, count, output, submit_with,
+        zero,
+    },
     task::{
         current_task, fill_header, fill_proc_info, ptr, put_kernel_str, read, task_ids, walk_names,
     },
@@ -33,7 +35,7 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
     };
     // SAFETY: per-CPU scratch, exclusively ours for this program run.
     let s: &mut ProcScratch = unsafe { &mut *s };
-    fill_header(&mut s.hdr, off, task);
+    fill_header(&mut s.hdr, off, task, true);
     if s.hdr.tgid == cfg.self_tgid {
         return None;
     }
@@ -42,19 +44,20 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
     // A non-leader thread that execs takes over the leader's pid (de_thread): move its
     // in-flight execve entry to the new tid so that sys_exit finds it.
     let old_tid = old_pid as u32;
-    if old_tid != s.hdr.tid
-        && let Some(v) = INFLIGHT.get_ptr(old_tid)
-    {
-        // SAFETY: a live map value, copied by the helper into the new key.
-        let _ = INFLIGHT.insert(s.hdr.tid, unsafe { &*v }, 0);
-        let _ = INFLIGHT.remove(old_tid);
+    if old_tid != s.hdr.tid {
+        // (TASK_INFLIGHT needs nothing: the task keeps its storage, only its pid changes.)
+        if let Some(v) = INFLIGHT_BIG.get_ptr(old_tid) {
+            // SAFETY: a live map value, copied by the helper into the new key.
+            let _ = INFLIGHT_BIG.insert(s.hdr.tid, unsafe { &*v }, 0);
+            let _ = INFLIGHT_BIG.remove(old_tid);
+        }
     }
     s.hdr.kind = EventKind::ProcExec as u16;
     s.hdr.syscall_nr = 0;
     s.hdr.ret = 0;
-    s.hdr.args = [0; 6];
-    s.hdr.var_len = [0; VAR_SLOTS];
-    s.info = ProcInfo::default();
+    zero(&mut s.hdr.args);
+    zero(&mut s.hdr.var_len);
+    zero(&mut s.info);
     fill_proc_info(&mut s.info, off, task);
     s.info.other_tgid = old_pid as u32;
 
@@ -126,7 +129,7 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
     if fl & flags::TRUNCATED != 0 {
         count(detector_common::counter::TRUNCATED);
     }
-    s.hdr.flags = fl;
+    s.hdr.flags = fl | flags::CREDS;
     let fixed = core::mem::size_of::<crate::maps::ProcRecord>();
     let len = fixed + (pos & (2 * VAR_CAP - 1));
     s.hdr.len = len as u32;
@@ -145,17 +148,20 @@ fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
     let cfg = config()?;
     let off = &cfg.offsets;
     let child: u64 = ctx.arg(1);
-    let mut rec = new_record();
-    fill_header(&mut rec.hdr, off, current_task());
-    if rec.hdr.tgid == cfg.self_tgid {
+    // SAFETY: helper without arguments.
+    let tgid = (unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() } >> 32) as u32;
+    if tgid == cfg.self_tgid {
         return None;
     }
-    rec.hdr.kind = EventKind::ProcFork as u16;
-    fill_proc_info(&mut rec.info, off, child);
-    let (tgid, tid) = task_ids(off, child);
-    rec.info.other_tgid = tgid;
-    rec.info.other_tid = tid;
-    submit_proc(cfg, &rec);
+    submit_with(cfg, |rec: &mut ProcRecord| {
+        init_record(rec);
+        fill_header(&mut rec.hdr, off, current_task(), true);
+        rec.hdr.kind = EventKind::ProcFork as u16;
+        fill_proc_info(&mut rec.info, off, child);
+        let (tgid, tid) = task_ids(off, child);
+        rec.info.other_tgid = tgid;
+        rec.info.other_tid = tid;
+    });
     Some(())
 }
 
@@ -170,55 +176,37 @@ fn try_exit() -> Option<()> {
     let cfg = config()?;
     let off = &cfg.offsets;
     let task = current_task();
-    let mut rec = new_record();
-    fill_header(&mut rec.hdr, off, task);
+    // SAFETY: helper without arguments.
+    let pid_tgid = unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() };
     // A task killed inside a syscall never reaches sys_exit: forget its entry.
-    let _ = INFLIGHT.remove(rec.hdr.tid);
-    if rec.hdr.tgid == cfg.self_tgid {
+    let tid = pid_tgid as u32;
+    // (TASK_INFLIGHT is freed with the task.)
+    let _ = INFLIGHT_BIG.remove(tid);
+    if (pid_tgid >> 32) as u32 == cfg.self_tgid {
         return None;
     }
-    rec.hdr.kind = EventKind::ProcExit as u16;
-    rec.hdr.ret = read::<i32>(task, off.task_exit_code).unwrap_or(0) as i64;
-    // do_exit decrements signal->live before this tracepoint: 0 means the last thread.
-    let signal = ptr(task, off.task_signal);
-    let group_dead = match read::<i32>(signal, off.signal_live) {
-        Some(live) => live == 0,
-        None => rec.hdr.tid == rec.hdr.tgid,
-    };
-    if group_dead {
-        rec.hdr.flags |= flags::GROUP_DEAD;
-    }
-    rec.info.start_boot_ns = read::<u64>(task, off.task_start_boottime).unwrap_or(0);
-    submit_proc(cfg, &rec);
+    submit_with(cfg, |rec: &mut ProcRecord| {
+        init_record(rec);
+        fill_header(&mut rec.hdr, off, task, true);
+        rec.hdr.kind = EventKind::ProcExit as u16;
+        rec.hdr.ret = read::<i32>(task, off.task_exit_code).unwrap_or(0) as i64;
+        // do_exit decrements signal->live before this tracepoint: 0 means the last thread.
+        let signal = ptr(task, off.task_signal);
+        let group_dead = match read::<i32>(signal, off.signal_live) {
+            Some(live) => live == 0,
+            None => rec.hdr.tid == rec.hdr.tgid,
+        };
+        if group_dead {
+            rec.hdr.flags |= flags::GROUP_DEAD;
+        }
+        rec.info.start_boot_ns = read::<u64>(task, off.task_start_boottime).unwrap_or(0);
+    });
     Some(())
 }
 
+/// A zeroed ProcRecord with its length set.
 #[inline(always)]
-fn new_record() -> ProcRecord {
-    ProcRecord {
-        hdr: detector_common::EventHeader {
-            ts_boot_ns: 0,
-            ret: 0,
-            args: [0; 6],
-            kind: 0,
-            syscall_nr: 0,
-            flags: 0,
-            _pad0: 0,
-            len: core::mem::size_of::<ProcRecord>() as u32,
-            tgid: 0,
-            tid: 0,
-            ppid: 0,
-            uid: 0,
-            gid: 0,
-            euid: 0,
-            egid: 0,
-            loginuid: 0,
-            _pad1: 0,
-            cap_permitted: 0,
-            cap_effective: 0,
-            comm: [0; 16],
-            var_len: [0; VAR_SLOTS],
-        },
-        info: ProcInfo::default(),
-    }
+fn init_record(rec: &mut ProcRecord) {
+    zero(rec);
+    rec.hdr.len = core::mem::size_of::<ProcRecord>() as u32;
 }

@@ -6,19 +6,20 @@
 
 use aya_ebpf::{
     bindings::pt_regs,
-    helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
+    helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 use core::ffi::c_void;
 use detector_common::{
     ARGV_CAP, ARGV_MAX_ARGS, ArgKind, Config, EventHeader, EventKind, MAX_SYSCALLS, SOCKADDR_CAP,
-    STR_CAP, SyscallSpec, VAR_CAP, VAR_SLOTS, counter, flags, slot,
+    STR_CAP, SyscallSpec, VAR_CAP, counter, flags, slot, spec,
 };
 
 use crate::{
     maps::{
-        INFLIGHT, Inflight, SYS_SCRATCH, SYSCALLS, SysScratch, config, count, output, submit_header,
+        INFLIGHT_BIG, Inflight, InflightBig, InflightSmall, PENDING, SMALL_VAR, SYS_SCRATCH,
+        SYSCALLS, SysScratch, TASK_INFLIGHT, config, count, output, submit_with, zero,
     },
     task::{current_task, fill_header},
 };
@@ -32,7 +33,11 @@ fn spec(nr: u64) -> Option<&'static SyscallSpec> {
         return None;
     }
     let s = SYSCALLS.get(nr as u32)?;
-    if s.enabled == 0 { None } else { Some(s) }
+    if s.enabled & spec::ENABLED == 0 {
+        None
+    } else {
+        Some(s)
+    }
 }
 
 #[inline(always)]
@@ -185,7 +190,7 @@ fn try_enter(ctx: &BtfTracePointContext) -> Option<()> {
     let args = syscall_args(regs);
     s.hdr.args = args;
     s.hdr.syscall_nr = nr as u16;
-    s.hdr.var_len = [0; VAR_SLOTS];
+    zero(&mut s.hdr.var_len);
     let var = s.var.as_mut_ptr();
     let mut pos = 0usize;
     let mut fl = 0u16;
@@ -220,10 +225,35 @@ fn try_enter(ctx: &BtfTracePointContext) -> Option<()> {
     }
     s.hdr.flags = fl;
     s.hdr.len = (HDR + if pos > VAR_CAP { VAR_CAP } else { pos }) as u32;
-    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    // SAFETY: SysScratch starts with the same layout as Inflight and is larger.
-    let inflight: &Inflight = unsafe { &*(s as *const SysScratch).cast::<Inflight>() };
-    if INFLIGHT.insert(tid, inflight, BPF_ANY).is_err() {
+    let stored = if pos <= SMALL_VAR {
+        match TASK_INFLIGHT.current(true) {
+            Some(v) => {
+                // A constant size: the verifier loses a clamped variable one, and 672
+                // bytes cost about as little as the header alone.
+                // SAFETY: the scratch is larger than the task's slot.
+                let rc = unsafe {
+                    bpf_probe_read_kernel(
+                        (v as *mut InflightSmall).cast(),
+                        core::mem::size_of::<InflightSmall>() as u32,
+                        (s as *const SysScratch).cast(),
+                    )
+                };
+                v.hdr.kind = PENDING;
+                if rc == 0 { Ok(()) } else { Err(rc) }
+            }
+            None => Err(-1),
+        }
+    } else {
+        // A pending small entry left by a lost exit must not be taken for this one.
+        if let Some(v) = TASK_INFLIGHT.current(false) {
+            v.hdr.kind = 0;
+        }
+        let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+        // SAFETY: SysScratch starts with the layout of Inflight and is larger.
+        let v: &InflightBig = unsafe { &*(s as *const SysScratch).cast() };
+        INFLIGHT_BIG.insert(tid, v, BPF_ANY).map_err(|e| e as i64)
+    };
+    if stored.is_err() {
         count(counter::DROP_INFLIGHT_FULL);
     }
     Some(())
@@ -247,36 +277,30 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
     }
     let ret: i64 = ctx.arg(1);
     let task = current_task();
+    let creds = sp.enabled & spec::CREDS != 0;
     if sp.capture_entry != 0 {
         let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-        if let Some(v) = INFLIGHT.get_ptr_mut(tid) {
-            // SAFETY: map value of the right type; only this task uses its own key.
-            let v: &mut Inflight = unsafe { &mut *v };
-            if v.hdr.syscall_nr as u64 == nr {
-                fill_header(&mut v.hdr, &cfg.offsets, task);
-                v.hdr.kind = EventKind::Syscall as u16;
-                v.hdr.ret = ret;
-                let mut len = v.hdr.len as usize;
-                if len > core::mem::size_of::<Inflight>() {
-                    len = core::mem::size_of::<Inflight>();
-                }
-                if len < HDR {
-                    len = HDR;
-                }
-                if v.hdr.flags & flags::TRUNCATED != 0 {
-                    count(counter::TRUNCATED);
-                }
-                output(cfg, (v as *const Inflight).cast(), len);
-                let _ = INFLIGHT.remove(tid);
-                return Some(());
-            }
-            let _ = INFLIGHT.remove(tid);
+        let mut found = false;
+        if let Some(v) = TASK_INFLIGHT.current(false)
+            && v.hdr.kind == PENDING
+        {
+            found = send_entry(cfg, v, nr, ret, task, creds);
+            v.hdr.kind = 0;
         }
-        count(counter::NO_ENTRY);
-        let mut hdr = exit_header(nr, ret, regs);
-        hdr.flags = flags::NO_ENTRY;
-        fill_header(&mut hdr, &cfg.offsets, task);
-        submit_header(cfg, &hdr);
+        // A stale small entry (its exit was never seen) must not hide a fresh big one.
+        if !found && let Some(v) = INFLIGHT_BIG.get_ptr_mut(tid) {
+            // SAFETY: as above.
+            found = send_entry(cfg, unsafe { &mut *v }, nr, ret, task, creds);
+            let _ = INFLIGHT_BIG.remove(tid);
+        }
+        if !found {
+            count(counter::NO_ENTRY);
+            submit_with(cfg, |h: &mut EventHeader| {
+                exit_header(h, nr, ret, regs);
+                h.flags = flags::NO_ENTRY;
+                fill_header(h, &cfg.offsets, task, creds);
+            });
+        }
         return Some(());
     }
     // Exit-only syscall. Output addresses (accept) are read now, into slot SYS_EXIT_ADDR.
@@ -289,9 +313,10 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
         i += 1;
     }
     if out_addr == 0 || ret < 0 {
-        let mut hdr = exit_header(nr, ret, regs);
-        fill_header(&mut hdr, &cfg.offsets, task);
-        submit_header(cfg, &hdr);
+        submit_with(cfg, |h: &mut EventHeader| {
+            exit_header(h, nr, ret, regs);
+            fill_header(h, &cfg.offsets, task, creds);
+        });
         return Some(());
     }
     let Some(s) = SYS_SCRATCH.get_ptr_mut(0) else {
@@ -300,8 +325,8 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
     };
     // SAFETY: per-CPU scratch, exclusively ours for this program run.
     let s: &mut SysScratch = unsafe { &mut *s };
-    s.hdr = exit_header(nr, ret, regs);
-    fill_header(&mut s.hdr, &cfg.offsets, task);
+    exit_header(&mut s.hdr, nr, ret, regs);
+    fill_header(&mut s.hdr, &cfg.offsets, task, creds);
     let args = s.hdr.args;
     let idx = (out_addr - 1) & 7;
     let addr = if idx < 5 { args[idx] } else { 0 };
@@ -313,36 +338,51 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
         s.hdr.var_len[slot::SYS_EXIT_ADDR] =
             put_user_bytes(s.var.as_mut_ptr(), &mut pos, addr, len, &mut fl);
     }
-    s.hdr.flags = fl;
+    s.hdr.flags |= fl;
     let len = HDR + (pos & (VAR_CAP - 1));
     s.hdr.len = len as u32;
     output(cfg, (s as *const SysScratch).cast(), len);
     Some(())
 }
 
+/// Complete an entry record with the exit's identity and return value and send it.
+/// False when the entry belongs to another syscall (a lost exit): the caller sends NO_ENTRY.
 #[inline(always)]
-fn exit_header(nr: u64, ret: i64, regs: *const pt_regs) -> EventHeader {
-    EventHeader {
-        ts_boot_ns: 0,
-        ret,
-        args: syscall_args(regs),
-        kind: EventKind::Syscall as u16,
-        syscall_nr: nr as u16,
-        flags: 0,
-        _pad0: 0,
-        len: HDR as u32,
-        tgid: 0,
-        tid: 0,
-        ppid: 0,
-        uid: 0,
-        gid: 0,
-        euid: 0,
-        egid: 0,
-        loginuid: 0,
-        _pad1: 0,
-        cap_permitted: 0,
-        cap_effective: 0,
-        comm: [0; 16],
-        var_len: [0; VAR_SLOTS],
+fn send_entry<const N: usize>(
+    cfg: &Config,
+    v: &mut Inflight<N>,
+    nr: u64,
+    ret: i64,
+    task: u64,
+    creds: bool,
+) -> bool {
+    if v.hdr.syscall_nr as u64 != nr {
+        return false;
     }
+    fill_header(&mut v.hdr, &cfg.offsets, task, creds);
+    v.hdr.kind = EventKind::Syscall as u16;
+    v.hdr.ret = ret;
+    let mut len = v.hdr.len as usize;
+    if len > core::mem::size_of::<Inflight<N>>() {
+        len = core::mem::size_of::<Inflight<N>>();
+    }
+    if len < HDR {
+        len = HDR;
+    }
+    if v.hdr.flags & flags::TRUNCATED != 0 {
+        count(counter::TRUNCATED);
+    }
+    output(cfg, (v as *const Inflight<N>).cast(), len);
+    true
+}
+
+/// An exit-only header in place: zeroed, then the syscall's number, return and arguments.
+#[inline(always)]
+fn exit_header(h: &mut EventHeader, nr: u64, ret: i64, regs: *const pt_regs) {
+    zero(h);
+    h.ret = ret;
+    h.args = syscall_args(regs);
+    h.kind = EventKind::Syscall as u16;
+    h.syscall_nr = nr as u16;
+    h.len = HDR as u32;
 }

@@ -47,9 +47,11 @@ pub fn current_task() -> u64 {
     unsafe { bpf_get_current_task() }
 }
 
-/// Fill the identity fields every record carries, for the current task.
+/// Fill the identity fields every record carries, for the current task; with `creds` also
+/// ppid, euid/egid, loginuid and capabilities (seven kernel reads), flagged `flags::CREDS`.
+/// Without, those fields are cleared.
 #[inline(always)]
-pub fn fill_header(hdr: &mut EventHeader, off: &KernelOffsets, task: u64) {
+pub fn fill_header(hdr: &mut EventHeader, off: &KernelOffsets, task: u64, creds: bool) {
     // SAFETY: helpers without pointer arguments, except comm which gets a sized buffer.
     unsafe {
         hdr.ts_boot_ns = bpf_ktime_get_boot_ns();
@@ -59,10 +61,25 @@ pub fn fill_header(hdr: &mut EventHeader, off: &KernelOffsets, task: u64) {
         let uid_gid = bpf_get_current_uid_gid();
         hdr.uid = uid_gid as u32;
         hdr.gid = (uid_gid >> 32) as u32;
-        hdr.comm = [0; TASK_COMM_LEN];
+        // No zeroing first: the helper NUL-pads to the size (strscpy_pad).
         bpf_get_current_comm(hdr.comm.as_mut_ptr().cast(), TASK_COMM_LEN as u32);
     }
-    fill_task_ids(hdr, off, task);
+    if creds {
+        fill_task_ids(hdr, off, task);
+        hdr.flags |= flags::CREDS;
+    } else {
+        // Volatile: LLVM merges plain adjacent zero stores into a call to the
+        // byte-at-a-time memset subprogram.
+        // SAFETY: field pointers of a live &mut.
+        unsafe {
+            core::ptr::write_volatile(&mut hdr.ppid, 0);
+            core::ptr::write_volatile(&mut hdr.euid, 0);
+            core::ptr::write_volatile(&mut hdr.egid, 0);
+            core::ptr::write_volatile(&mut hdr.loginuid, u32::MAX);
+            core::ptr::write_volatile(&mut hdr.cap_permitted, 0);
+            core::ptr::write_volatile(&mut hdr.cap_effective, 0);
+        }
+    }
 }
 
 /// ppid, euid, egid, loginuid of `task`.

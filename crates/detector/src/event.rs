@@ -69,6 +69,10 @@ pub struct EventFlags {
     pub no_entry: bool,
     /// Reading some user memory failed (bad pointer, page not resident).
     pub read_failed: bool,
+    /// `ppid`, `euid`, `egid`, `loginuid` and the capability sets were read for this event
+    /// (process events and credential-changing syscalls). Otherwise they are zero / `None`
+    /// and the process table's values stand.
+    pub creds: bool,
 }
 
 /// One decoded kernel event.

@@ -218,6 +218,7 @@ pub fn decode(b: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
             truncated: hdr.flags & flags::TRUNCATED != 0,
             no_entry: hdr.flags & flags::NO_ENTRY != 0,
             read_failed: hdr.flags & flags::READ_FAILED != 0,
+            creds: hdr.flags & flags::CREDS != 0,
         },
         kind,
     })

@@ -25,10 +25,14 @@
 //!   [`Capture::set_interesting`] rewrites it at run time. Unwanted syscalls cost one array
 //!   lookup in each program. The detector's own process is skipped (`exclude_self`).
 //! - **Entry capture**: for syscalls with user-memory arguments (paths, socket addresses,
-//!   argv, `open_how`) `sys_enter` copies them into the `INFLIGHT` hash (key: tid), and
-//!   `sys_exit` completes that record with the return value and sends it — so the values are
-//!   the ones the kernel acted on, not what the user rewrote meanwhile. Output-only
-//!   addresses (accept's peer) are read at exit.
+//!   argv, `open_how`) `sys_enter` copies them into the task's own `TASK_INFLIGHT` slot (task
+//!   local storage, up to 512 bytes of data) or, when longer, the `INFLIGHT_BIG` hash (key:
+//!   tid), and `sys_exit` completes that record with the return value and sends it — so the
+//!   values are the ones the kernel acted on, not what the user rewrote meanwhile.
+//!   Output-only addresses (accept's peer) are read at exit.
+//! - **Identity**: every record has pid/tid/uid/gid/comm; ppid, euid/egid, loginuid and
+//!   capabilities only process records and credential-changing syscalls (`flags::CREDS`,
+//!   [`crate::event::EventFlags::creds`]); the process table keeps them for the rest.
 //! - **Caps** (`detector_common`): a path or string 4096 bytes (PATH_MAX), argv 32 entries /
 //!   4096 bytes at execve entry and 4096 bytes of `mm->arg_start..arg_end` at exec, a socket
 //!   address 128 bytes, 8 KiB of variable data per syscall record, cgroup and cwd walks 8
@@ -235,6 +239,8 @@ impl Capture {
 
         let mut loader = EbpfLoader::new();
         loader.btf(Some(&aya_btf));
+        // TASK_INFLIGHT is a task storage map, which aya creates but has no wrapper for.
+        loader.allow_unsupported_maps();
         for i in 0..MAX_RINGS {
             // Unused rings get the minimum size.
             loader.map_max_entries(

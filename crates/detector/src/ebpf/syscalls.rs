@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use detector_common::{ArgKind, SyscallSpec};
+use detector_common::{ArgKind, SyscallSpec, spec};
 
 use crate::event::{SockAddr, SyscallArgs};
 
@@ -109,8 +109,13 @@ pub fn spec_of(def: &SyscallDef) -> SyscallSpec {
             ArgKind::Str | ArgKind::Sockaddr | ArgKind::Msghdr | ArgKind::Argv | ArgKind::OpenHow
         )
     });
+    let creds = if crate::state::apply::is_cred_change(def.name) {
+        spec::CREDS
+    } else {
+        0
+    };
     SyscallSpec {
-        enabled: 1,
+        enabled: spec::ENABLED | creds,
         capture_entry: u8::from(capture_entry),
         kinds,
     }
@@ -511,6 +516,12 @@ mod tests {
         assert_eq!(spec_of(by_name("openat").unwrap()).capture_entry, 1);
         assert_eq!(spec_of(by_name("connect").unwrap()).capture_entry, 1);
         assert_eq!(spec_of(by_name("close").unwrap()).capture_entry, 0);
+        // Only credential changes carry the full identity; the rest leave it to user space.
+        assert_eq!(
+            spec_of(by_name("setresuid").unwrap()).enabled,
+            spec::ENABLED | spec::CREDS
+        );
+        assert_eq!(spec_of(by_name("openat").unwrap()).enabled, spec::ENABLED);
         // accept's peer address is an output: read at exit
         assert_eq!(spec_of(by_name("accept4").unwrap()).capture_entry, 0);
     }

@@ -54,7 +54,8 @@ impl Converter {
             addr: None,
             argv: &[],
             comm: ev.comm.as_bytes(),
-            creds: Some(creds(ev)),
+            // Most records leave the identity to the process table (see flags::CREDS).
+            creds: ev.flags.creds.then(|| creds(ev)),
         };
         let name = sc.name;
         // Position of the first path for the *at variants, which take a dirfd first.

@@ -296,6 +296,12 @@ pub fn process(
             }
         }
         EventKind::Fork(f) => {
+            // The parent's creds as of now: the child starts as a copy of the parent.
+            if ev.flags.creds
+                && let Some(p) = pipeline.tracker.table.get_mut(ev.pid)
+            {
+                crate::state::apply::set_creds(p, &crate::run::convert::creds(ev));
+            }
             if !f.is_thread {
                 pipeline.on_fork(ev.pid, f.child_pid, f.details.start_ts);
                 if let Some(child) = pipeline.tracker.table.get_mut(f.child_pid) {

@@ -245,7 +245,9 @@ impl Tracker {
     }
 }
 
-fn set_creds(p: &mut Process, c: &Creds) {
+/// Credentials read by the kernel with a process record (fork, exec): the process table
+/// keeps them for the syscall records that do not carry them.
+pub(crate) fn set_creds(p: &mut Process, c: &Creds) {
     p.uid = c.uid;
     p.gid = c.gid;
     p.euid = c.euid;
@@ -255,7 +257,9 @@ fn set_creds(p: &mut Process, c: &Creds) {
     p.cap_effective = c.cap_effective;
 }
 
-fn is_cred_change(name: &str) -> bool {
+/// Syscalls that change the caller's credentials: their records carry fresh creds
+/// (`detector_common::spec::CREDS`), the only syscall records that do.
+pub(crate) fn is_cred_change(name: &str) -> bool {
     matches!(
         name,
         "setuid"
