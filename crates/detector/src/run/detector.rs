@@ -43,6 +43,15 @@ pub const STATE_SYSCALLS: &[&str] = &[
     "execve",
     "execveat",
     "memfd_create",
+    // Syscall records carry no creds except these (the kernel reads them only here): they
+    // keep user.uid / user.name of the process table right between execs.
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "capset",
 ];
 
 /// How often counters are published and housekeeping runs.
