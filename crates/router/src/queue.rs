@@ -272,6 +272,23 @@ impl Consumer {
         }
     }
 
+    /// Take up to `limit` more jobs that are already queued, without waiting.
+    pub fn try_recv_more(&mut self, buf: &mut Vec<Job>, limit: usize) -> usize {
+        let before = buf.len();
+        match self {
+            Consumer::Memory(rx) => {
+                while buf.len() - before < limit {
+                    match rx.try_recv() {
+                        Ok(j) => buf.push(j),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Consumer::Durable(d) => d.try_recv_more(buf, limit),
+        }
+        buf.len() - before
+    }
+
     pub fn ack_seq(&mut self, seq: u64) {
         if let Consumer::Durable(d) = self
             && let Err(e) = d.reader.ack(seq)
@@ -354,6 +371,22 @@ impl DurableConsumer {
             }
             if buf.len() > before {
                 return buf.len() - before;
+            }
+        }
+    }
+
+    fn try_recv_more(&mut self, buf: &mut Vec<Job>, limit: usize) {
+        match self.reader.fetch(limit) {
+            Ok(recs) => {
+                let received = Instant::now();
+                for rec in recs {
+                    if let Some(j) = self.job(rec, received) {
+                        buf.push(j);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(consumer = %self.name, error = %e, "reading the queue failed");
             }
         }
     }
