@@ -94,7 +94,7 @@ async fn post_one(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
 pub(crate) async fn ingest_one(app: &App, body: &[u8]) -> Response {
     let start = Instant::now();
     match decode_alert(body) {
-        Ok(alert) => accept(app, std::iter::once(alert), false, start).await,
+        Ok(alert) => accept(app, std::iter::once(alert), Some(body), false, start).await,
         Err(e) => {
             app.core.metrics.requests_bad.fetch_add(1, Relaxed);
             app.core.metrics.alerts_rejected.fetch_add(1, Relaxed);
@@ -148,7 +148,7 @@ async fn post_batch(State(app): State<Arc<App>>, body: Result<Bytes, BytesReject
             }),
         );
     }
-    accept(&app, alerts.into_iter(), false, start).await
+    accept(&app, alerts.into_iter(), None, false, start).await
 }
 
 async fn post_test(State(app): State<Arc<App>>) -> Response {
@@ -162,7 +162,7 @@ async fn post_test(State(app): State<Arc<App>>) -> Response {
         tags: vec!["test".into(), "example".into()],
         time: Timestamp::now(),
     };
-    accept(&app, std::iter::once(alert), true, Instant::now()).await
+    accept(&app, std::iter::once(alert), None, true, Instant::now()).await
 }
 
 fn hostname() -> String {
@@ -171,10 +171,12 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// Route and queue; 200 only once every job is queued.
+/// Route and queue; 200 only once every job is queued. `json`: the single alert's JSON as
+/// received (stored as is by the durable queue).
 async fn accept(
     app: &App,
     alerts: impl ExactSizeIterator<Item = Alert>,
+    json: Option<&[u8]>,
     test: bool,
     start: Instant,
 ) -> Response {
@@ -201,7 +203,7 @@ async fn accept(
         });
         batch.push((env, routed.targets));
     }
-    match app.queues.accept(&batch).await {
+    match app.queues.accept_with_json(&batch, json).await {
         Ok(()) => {
             let n = batch.len() as u64;
             m.requests_ok.fetch_add(1, Relaxed);

@@ -148,6 +148,18 @@ impl QueueSet {
     /// Queue every job of the batch, or none of them. With the durable queue this returns
     /// once the batch is committed to disk (per the fsync policy).
     pub async fn accept(&self, batch: &[(Arc<Envelope>, Vec<Target>)]) -> Result<(), AcceptError> {
+        self.accept_with_json(batch, None).await
+    }
+
+    /// [`QueueSet::accept`]; `json` is the alert's JSON as received when the batch holds one
+    /// alert that decoded from it: the durable queue stores it as is instead of serialising the
+    /// alert again (workers decode it the same way either way).
+    pub async fn accept_with_json(
+        &self,
+        batch: &[(Arc<Envelope>, Vec<Target>)],
+        json_in: Option<&[u8]>,
+    ) -> Result<(), AcceptError> {
+        let json_in = json_in.filter(|_| batch.len() == 1);
         match self {
             QueueSet::Memory { senders, .. } => accept_memory(senders, batch),
             QueueSet::Durable { spool, names } => {
@@ -165,8 +177,11 @@ impl QueueSet {
                         }
                     }
                     json.clear();
-                    serde_json::to_writer(&mut json, &env.alert)
-                        .map_err(|e| AcceptError::Spool(e.to_string()))?;
+                    match json_in {
+                        Some(raw) => json.extend_from_slice(raw.trim_ascii()),
+                        None => serde_json::to_writer(&mut json, &env.alert)
+                            .map_err(|e| AcceptError::Spool(e.to_string()))?,
+                    }
                     let mut rec = Vec::with_capacity(json.len() + 16 * targets.len() + 2);
                     encode_record(&mut rec, env.test, &targets, &json);
                     records.push(rec);
