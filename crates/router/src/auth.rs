@@ -71,7 +71,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    fn reason(self) -> &'static str {
+    pub fn reason(self) -> &'static str {
         match self {
             Refusal::Missing => "missing Authorization header",
             Refusal::WrongScheme => "the Authorization header must use the Bearer scheme",
@@ -131,22 +131,27 @@ pub async fn require_token(
                 reason = refusal.reason(),
                 "request refused"
             );
-            let challenge = match refusal {
-                Refusal::InvalidToken => "Bearer realm=\"aerie-router\", error=\"invalid_token\"",
-                _ => "Bearer realm=\"aerie-router\"",
-            };
-            (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, challenge)],
-                axum::Json(json!({
-                    "error": "unauthorized",
-                    "field": "authorization",
-                    "reason": refusal.reason(),
-                })),
-            )
-                .into_response()
+            refusal_response(refusal)
         }
     }
+}
+
+/// 401 with the `WWW-Authenticate: Bearer` challenge.
+pub fn refusal_response(refusal: Refusal) -> Response {
+    let challenge = match refusal {
+        Refusal::InvalidToken => "Bearer realm=\"aerie-router\", error=\"invalid_token\"",
+        _ => "Bearer realm=\"aerie-router\"",
+    };
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, challenge)],
+        axum::Json(json!({
+            "error": "unauthorized",
+            "field": "authorization",
+            "reason": refusal.reason(),
+        })),
+    )
+        .into_response()
 }
 
 /// Axum middleware: a request (body included) that takes longer than the deadline gets 408;
@@ -155,22 +160,26 @@ pub async fn deadline(State(core): State<Arc<Core>>, req: Request, next: Next) -
     let limit = core.config.request_timeout;
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
-        Err(_) => {
-            core.metrics.requests_timed_out.fetch_add(1, Relaxed);
-            let mut r = (
-                StatusCode::REQUEST_TIMEOUT,
-                axum::Json(json!({
-                    "error": "request timeout",
-                    "field": ".",
-                    "reason": format!("the request did not complete within {limit:?}"),
-                })),
-            )
-                .into_response();
-            r.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            r
-        }
+        Err(_) => timeout_response(&core),
     }
+}
+
+/// 408 (and close the connection): the request did not complete within `request_timeout`.
+pub fn timeout_response(core: &Core) -> Response {
+    let limit = core.config.request_timeout;
+    core.metrics.requests_timed_out.fetch_add(1, Relaxed);
+    let mut r = (
+        StatusCode::REQUEST_TIMEOUT,
+        axum::Json(json!({
+            "error": "request timeout",
+            "field": ".",
+            "reason": format!("the request did not complete within {limit:?}"),
+        })),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// Wrap the ingest routes: the deadline outermost, then the token check (before any body is read).

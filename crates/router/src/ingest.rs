@@ -59,14 +59,22 @@ fn decode_error_response(e: &DecodeError) -> Response {
 }
 
 fn body_error(app: &App, r: BytesRejection) -> Response {
-    let status = r.status();
-    let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        format!(
+    let reason = (r.status() != StatusCode::PAYLOAD_TOO_LARGE).then(|| r.body_text());
+    body_error_response(app, r.status(), reason)
+}
+
+/// The body could not be read: 413 past `max_body_size`, otherwise `status` with `reason`.
+pub(crate) fn body_error_response(
+    app: &App,
+    status: StatusCode,
+    reason: Option<String>,
+) -> Response {
+    let reason = match reason {
+        Some(r) if status != StatusCode::PAYLOAD_TOO_LARGE => r,
+        _ => format!(
             "request body is larger than {} bytes",
             app.core.config.max_body_bytes
-        )
-    } else {
-        r.body_text()
+        ),
     };
     app.core.metrics.requests_bad.fetch_add(1, Relaxed);
     json_error(
@@ -76,13 +84,17 @@ fn body_error(app: &App, r: BytesRejection) -> Response {
 }
 
 async fn post_one(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(r) => return body_error(&app, r),
-    };
+    match body {
+        Ok(b) => ingest_one(&app, &b).await,
+        Err(r) => body_error(&app, r),
+    }
+}
+
+/// `POST /`: one Falco alert (the axum route and the direct path in [`crate::service`]).
+pub(crate) async fn ingest_one(app: &App, body: &[u8]) -> Response {
     let start = Instant::now();
-    match decode_alert(&body) {
-        Ok(alert) => accept(&app, vec![alert], false, start).await,
+    match decode_alert(body) {
+        Ok(alert) => accept(app, std::iter::once(alert), Some(body), false, start).await,
         Err(e) => {
             app.core.metrics.requests_bad.fetch_add(1, Relaxed);
             app.core.metrics.alerts_rejected.fetch_add(1, Relaxed);
@@ -136,7 +148,7 @@ async fn post_batch(State(app): State<Arc<App>>, body: Result<Bytes, BytesReject
             }),
         );
     }
-    accept(&app, alerts, false, start).await
+    accept(&app, alerts.into_iter(), None, false, start).await
 }
 
 async fn post_test(State(app): State<Arc<App>>) -> Response {
@@ -150,7 +162,7 @@ async fn post_test(State(app): State<Arc<App>>) -> Response {
         tags: vec!["test".into(), "example".into()],
         time: Timestamp::now(),
     };
-    accept(&app, vec![alert], true, Instant::now()).await
+    accept(&app, std::iter::once(alert), None, true, Instant::now()).await
 }
 
 fn hostname() -> String {
@@ -159,10 +171,17 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// Route and queue; 200 only once every job is queued.
-async fn accept(app: &App, alerts: Vec<Alert>, test: bool, start: Instant) -> Response {
+/// Route and queue; 200 only once every job is queued. `json`: the single alert's JSON as
+/// received (stored as is by the durable queue).
+async fn accept(
+    app: &App,
+    alerts: impl ExactSizeIterator<Item = Alert>,
+    json: Option<&[u8]>,
+    test: bool,
+    start: Instant,
+) -> Response {
     let m = &app.core.metrics;
-    let received = Instant::now();
+    let received = start;
     let mut batch = Vec::with_capacity(alerts.len());
     let mut unmatched = 0u64;
     let mut no_output = 0u64;
@@ -184,7 +203,7 @@ async fn accept(app: &App, alerts: Vec<Alert>, test: bool, start: Instant) -> Re
         });
         batch.push((env, routed.targets));
     }
-    match app.queues.accept(&batch).await {
+    match app.queues.accept_with_json(&batch, json).await {
         Ok(()) => {
             let n = batch.len() as u64;
             m.requests_ok.fetch_add(1, Relaxed);
@@ -197,10 +216,19 @@ async fn accept(app: &App, alerts: Vec<Alert>, test: bool, start: Instant) -> Re
                 }
             }
             m.observe_ingest(start.elapsed());
+            let body = if n == 1 {
+                // The common case (Falco's http_output): no formatting, no allocation.
+                axum::body::Body::from(Bytes::from_static(b"{\"accepted\":1}"))
+            } else {
+                axum::body::Body::from(format!("{{\"accepted\":{n}}}"))
+            };
             (
                 StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                format!("{{\"accepted\":{n}}}"),
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
             )
                 .into_response()
         }

@@ -20,5 +20,6 @@ pub mod render;
 pub mod routes_test;
 pub mod routing;
 pub mod server;
+pub mod service;
 pub mod tls_server;
 pub mod worker;

@@ -148,6 +148,18 @@ impl QueueSet {
     /// Queue every job of the batch, or none of them. With the durable queue this returns
     /// once the batch is committed to disk (per the fsync policy).
     pub async fn accept(&self, batch: &[(Arc<Envelope>, Vec<Target>)]) -> Result<(), AcceptError> {
+        self.accept_with_json(batch, None).await
+    }
+
+    /// [`QueueSet::accept`]; `json` is the alert's JSON as received when the batch holds one
+    /// alert that decoded from it: the durable queue stores it as is instead of serialising the
+    /// alert again (workers decode it the same way either way).
+    pub async fn accept_with_json(
+        &self,
+        batch: &[(Arc<Envelope>, Vec<Target>)],
+        json_in: Option<&[u8]>,
+    ) -> Result<(), AcceptError> {
+        let json_in = json_in.filter(|_| batch.len() == 1);
         match self {
             QueueSet::Memory { senders, .. } => accept_memory(senders, batch),
             QueueSet::Durable { spool, names } => {
@@ -165,8 +177,11 @@ impl QueueSet {
                         }
                     }
                     json.clear();
-                    serde_json::to_writer(&mut json, &env.alert)
-                        .map_err(|e| AcceptError::Spool(e.to_string()))?;
+                    match json_in {
+                        Some(raw) => json.extend_from_slice(raw.trim_ascii()),
+                        None => serde_json::to_writer(&mut json, &env.alert)
+                            .map_err(|e| AcceptError::Spool(e.to_string()))?,
+                    }
                     let mut rec = Vec::with_capacity(json.len() + 16 * targets.len() + 2);
                     encode_record(&mut rec, env.test, &targets, &json);
                     records.push(rec);
@@ -272,6 +287,23 @@ impl Consumer {
         }
     }
 
+    /// Take up to `limit` more jobs that are already queued, without waiting.
+    pub fn try_recv_more(&mut self, buf: &mut Vec<Job>, limit: usize) -> usize {
+        let before = buf.len();
+        match self {
+            Consumer::Memory(rx) => {
+                while buf.len() - before < limit {
+                    match rx.try_recv() {
+                        Ok(j) => buf.push(j),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Consumer::Durable(d) => d.try_recv_more(buf, limit),
+        }
+        buf.len() - before
+    }
+
     pub fn ack_seq(&mut self, seq: u64) {
         if let Consumer::Durable(d) = self
             && let Err(e) = d.reader.ack(seq)
@@ -354,6 +386,22 @@ impl DurableConsumer {
             }
             if buf.len() > before {
                 return buf.len() - before;
+            }
+        }
+    }
+
+    fn try_recv_more(&mut self, buf: &mut Vec<Job>, limit: usize) {
+        match self.reader.fetch(limit) {
+            Ok(recs) => {
+                let received = Instant::now();
+                for rec in recs {
+                    if let Some(j) = self.job(rec, received) {
+                        buf.push(j);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(consumer = %self.name, error = %e, "reading the queue failed");
             }
         }
     }

@@ -384,7 +384,27 @@ handlebars_helper!(join_helper: |v: Value, sep: str| match &v {
     Value::Array(items) => items.iter().map(value_text).collect::<Vec<_>>().join(sep),
     other => value_text(other),
 });
-handlebars_helper!(json_helper: |v: Value| serde_json::to_string(&v).unwrap_or_default());
+/// `{{{json v}}}`: serialises the parameter in place (the helper macro would clone the whole
+/// value first, i.e. the alert's field map, on every render). The result is escaped like any
+/// other helper's in double braces.
+struct JsonHelper;
+
+impl HelperDef for JsonHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let v = h
+            .param(0)
+            .ok_or(RenderErrorReason::ParamNotFoundForIndex("json_helper", 0))?;
+        Ok(ScopedJson::Derived(Value::String(
+            serde_json::to_string(v.value()).unwrap_or_default(),
+        )))
+    }
+}
 handlebars_helper!(format_time_helper: |t: Value, {format: str = "[year]-[month]-[day] [hour]:[minute]:[second] UTC"}|
     format_time(&value_text(&t), format));
 
@@ -433,7 +453,7 @@ fn register_helpers(hb: &mut Handlebars<'static>) {
     hb.register_helper("pd_severity", Box::new(pd_severity_helper));
     hb.register_helper("truncate", Box::new(truncate_helper));
     hb.register_helper("join", Box::new(join_helper));
-    hb.register_helper("json", Box::new(json_helper));
+    hb.register_helper("json", Box::new(JsonHelper));
     hb.register_helper("format_time", Box::new(format_time_helper));
     hb.register_helper("default", Box::new(DefaultHelper));
 }

@@ -11,11 +11,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::ingest::{App, http};
+use crate::ingest::App;
 use crate::metrics::Metrics;
 use crate::queue::QueueSet;
 use crate::render::Templates;
 use crate::routing::Router;
+use crate::service::IngestService;
 use crate::worker::{Core, Worker};
 
 /// How long workers get to drain their queues on shutdown.
@@ -89,7 +90,7 @@ pub async fn start(cfg: Config, listener: Option<TcpListener>) -> anyhow::Result
         ready: AtomicBool::new(true),
     });
     let (tx, rx) = oneshot::channel::<()>();
-    let service = http(app.clone());
+    let service = IngestService::new(app.clone());
     drop(app);
     let tls = match &core.config.server_tls {
         Some(t) => Some(crate::tls_server::server_config(t)?),

@@ -13,7 +13,6 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -106,7 +105,7 @@ pub fn server_config(cfg: &ServerTlsConfig) -> Result<Arc<rustls::ServerConfig>,
 /// read timeout: a client trickling its request line or headers would hold a connection forever.
 pub async fn serve(
     listener: TcpListener,
-    app: axum::Router,
+    app: crate::service::IngestService,
     tls: Option<Arc<rustls::ServerConfig>>,
     header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
@@ -138,10 +137,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let Some(acceptor) = acceptor.clone() else {
             tokio::spawn(async move {
-                let conn = builder.serve_connection_with_upgrades(
-                    TokioIo::new(tcp),
-                    TowerToHyperService::new(app),
-                );
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), app);
                 let _ = watcher.watch(conn.into_owned()).await;
             });
             continue;
@@ -159,8 +155,7 @@ pub async fn serve(
                     return;
                 }
             };
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(app));
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), app);
             let _ = watcher.watch(conn.into_owned()).await;
         });
     }

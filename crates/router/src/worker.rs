@@ -146,6 +146,12 @@ impl Worker {
                     if n == 0 {
                         break;
                     }
+                    if n < BATCH {
+                        // Let the ingest tasks that are ready run first, then take what they
+                        // queued too: one file write (and one wakeup) per batch, not per alert.
+                        tokio::task::yield_now().await;
+                        consumer.try_recv_more(&mut buf, BATCH - n);
+                    }
                     let templates = self.core.templates();
                     for job in buf.drain(..) {
                         let record = job.record.clone();
