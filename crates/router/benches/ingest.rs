@@ -21,7 +21,8 @@
 //! Environment: BENCH_QUEUE (`durable,memory` by default; either alone), BENCH_PHASES
 //! (`single,batch` by default: `POST /` one alert per request, `POST /v1/alerts` 50 per
 //! request; either alone), BENCH_SECS (per phase, default 5), BENCH_CONNS (default 64),
-//! BENCH_KEYS (dedup keys for the RSS phase, default 1000000).
+//! BENCH_KEYS (dedup keys for the RSS phase, default 1000000), BENCH_BATCH (alerts per batch
+//! request, default 50).
 //!
 //! Why 64 connections: Falco and falcosidekick send one alert per request and wait for the
 //! answer, one connection per node. With the durable queue every answer waits for an fsync,
@@ -361,6 +362,7 @@ fn main() {
     let secs = env_or("BENCH_SECS", 5);
     let conns = env_or("BENCH_CONNS", 64);
     let keys = env_or("BENCH_KEYS", 1_000_000);
+    let batch_size = env_or("BENCH_BATCH", 50).max(2);
     let modes = std::env::var("BENCH_QUEUE").unwrap_or_else(|_| "durable,memory".into());
     let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "single,batch".into());
     for mode in modes.split(',') {
@@ -381,7 +383,9 @@ fn main() {
         } else {
             0
         };
-        run_mode(mode, &queue, &dir, secs, conns, rss_keys, &phases);
+        run_mode(
+            mode, &queue, &dir, secs, conns, rss_keys, &phases, batch_size,
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -394,6 +398,7 @@ fn run_mode(
     conns: u64,
     keys: u64,
     phases: &str,
+    batch_size: u64,
 ) {
     let yaml = format!(
         r#"
@@ -506,7 +511,8 @@ routes:
             "{:<22} {:>9} {:>10} {:>13} {:>8} {:>8} {:>12} {:>14}",
             "phase", "alerts", "ingest/s", "end-to-end/s", "p50 ms", "p99 ms", "alerts/CPU-s", "router CPU-s"
         );
-        for (name, batch) in [("POST / (1 per req)", 1), ("POST /v1/alerts x50", 50)] {
+        let batch_name = format!("POST /v1/alerts x{batch_size}");
+        for (name, batch) in [("POST / (1 per req)", 1), (batch_name.as_str(), batch_size)] {
             let phase = if batch == 1 { "single" } else { "batch" };
             if !phases.split(',').any(|p| p == phase) {
                 continue;
