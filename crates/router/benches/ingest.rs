@@ -384,22 +384,36 @@ fn main() {
             0
         };
         run_mode(
-            mode, &queue, &dir, secs, conns, rss_keys, &phases, batch_size,
+            mode,
+            &queue,
+            &dir,
+            rss_keys,
+            &Load {
+                secs,
+                conns,
+                phases: phases.clone(),
+                batch_size,
+            },
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
-fn run_mode(
-    mode: &str,
-    queue: &str,
-    dir: &std::path::Path,
+/// How hard and in which shape the client drives the router.
+struct Load {
     secs: u64,
     conns: u64,
-    keys: u64,
-    phases: &str,
+    phases: String,
     batch_size: u64,
-) {
+}
+
+fn run_mode(mode: &str, queue: &str, dir: &std::path::Path, keys: u64, load: &Load) {
+    let Load {
+        secs,
+        conns,
+        ref phases,
+        batch_size,
+    } = *load;
     let yaml = format!(
         r#"
 templates_dir: {tpl}
