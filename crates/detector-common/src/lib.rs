@@ -235,7 +235,7 @@ pub struct SyscallSpec {
     /// [`spec`] bits; 0 when the syscall is not wanted (it never leaves the kernel).
     pub enabled: u8,
     /// Non-zero when some argument is captured at entry (paths, addresses): the entry
-    /// is recorded in the in-flight map and completed at exit.
+    /// is kept (task storage; a tid-keyed hash when large) and completed at exit.
     pub capture_entry: u8,
     /// [`ArgKind`] per argument.
     pub kinds: [u8; 6],

@@ -132,9 +132,9 @@ pub static TASK_INFLIGHT: TaskStorage<InflightSmall> = TaskStorage::new();
 /// `hdr.kind` of a TASK_INFLIGHT value waiting for its exit (0 = free).
 pub const PENDING: u16 = 0xffff;
 
-/// Syscalls blocked between entry and exit at once (e.g. slow connects), per map: memory
-/// is at most `INFLIGHT_MAX * 8.3 KiB` (~136 MiB), normally a few KiB. Beyond it
-/// the exit is still sent, flagged NO_ENTRY, and counted as DROP_INFLIGHT_FULL.
+/// Large entry captures blocked between entry and exit at once (e.g. slow connects): memory
+/// is at most `INFLIGHT_MAX * 8.3 KiB` (~136 MiB), normally none. Beyond it the exit is
+/// still sent, flagged NO_ENTRY, and counted as DROP_INFLIGHT_FULL.
 const INFLIGHT_MAX: u32 = 16384;
 
 /// tid -> entry-captured syscall with more var data (long paths, argv).

@@ -60,16 +60,17 @@ pub fn router(cfg: &K8sAuditConfig, source: Arc<AuditSource>) -> Router {
 }
 
 async fn receive(State(src): State<Arc<AuditSource>>, body: Bytes) -> Response {
+    let metrics = src.metrics.clone();
     // Rule evaluation is CPU work: keep it off the I/O threads for large batches.
-    let work = tokio::task::spawn_blocking(move || src.ingest(&body).map_err(|e| (e, src)));
+    let work = tokio::task::spawn_blocking(move || src.ingest(&body));
     match work.await {
         Ok(Ok((events, alerts))) => (
             StatusCode::OK,
             axum::Json(json!({"events": events, "alerts": alerts})),
         )
             .into_response(),
-        Ok(Err((e, src))) => {
-            src.metrics.add_k8s_audit_rejected();
+        Ok(Err(e)) => {
+            metrics.add_k8s_audit_rejected();
             tracing::warn!("k8s audit webhook: refused a body: {e}");
             (
                 StatusCode::BAD_REQUEST,

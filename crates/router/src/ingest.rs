@@ -63,19 +63,19 @@ fn body_error(app: &App, r: BytesRejection) -> Response {
     body_error_response(app, r.status(), reason)
 }
 
-/// The body could not be read: 413 past `max_body_size`, otherwise `status` with `reason`.
+/// The body could not be read: `status` with `reason`, or (`None`) the body-limit reason
+/// that goes with 413.
 pub(crate) fn body_error_response(
     app: &App,
     status: StatusCode,
     reason: Option<String>,
 ) -> Response {
-    let reason = match reason {
-        Some(r) if status != StatusCode::PAYLOAD_TOO_LARGE => r,
-        _ => format!(
+    let reason = reason.unwrap_or_else(|| {
+        format!(
             "request body is larger than {} bytes",
             app.core.config.max_body_bytes
-        ),
-    };
+        )
+    });
     app.core.metrics.requests_bad.fetch_add(1, Relaxed);
     json_error(
         status,
@@ -181,7 +181,6 @@ async fn accept(
     start: Instant,
 ) -> Response {
     let m = &app.core.metrics;
-    let received = start;
     let mut batch = Vec::with_capacity(alerts.len());
     let mut unmatched = 0u64;
     let mut no_output = 0u64;
@@ -199,7 +198,7 @@ async fn accept(
         let env = Arc::new(Envelope {
             alert,
             test,
-            received,
+            received: start,
         });
         batch.push((env, routed.targets));
     }

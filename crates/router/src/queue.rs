@@ -376,16 +376,9 @@ impl DurableConsumer {
                 // Stopping and drained, or the spool is closing.
                 return 0;
             }
-            let before = buf.len();
-            let received = Instant::now();
-            for rec in recs {
-                let job = self.job(rec, received);
-                if let Some(j) = job {
-                    buf.push(j);
-                }
-            }
-            if buf.len() > before {
-                return buf.len() - before;
+            let added = self.push_jobs(recs, buf);
+            if added > 0 {
+                return added;
             }
         }
     }
@@ -393,17 +386,24 @@ impl DurableConsumer {
     fn try_recv_more(&mut self, buf: &mut Vec<Job>, limit: usize) {
         match self.reader.fetch(limit) {
             Ok(recs) => {
-                let received = Instant::now();
-                for rec in recs {
-                    if let Some(j) = self.job(rec, received) {
-                        buf.push(j);
-                    }
-                }
+                self.push_jobs(recs, buf);
             }
             Err(e) => {
                 tracing::error!(consumer = %self.name, error = %e, "reading the queue failed");
             }
         }
+    }
+
+    /// This output's jobs among `recs`, appended to `buf`; returns how many.
+    fn push_jobs(&mut self, recs: Vec<Record>, buf: &mut Vec<Job>) -> usize {
+        let before = buf.len();
+        let received = Instant::now();
+        for rec in recs {
+            if let Some(j) = self.job(rec, received) {
+                buf.push(j);
+            }
+        }
+        buf.len() - before
     }
 
     /// Turn a record into this output's job; records for other outputs are acked here.

@@ -67,29 +67,27 @@ pub fn parse_audit_payload(body: &[u8]) -> Result<Vec<K8sAuditEvent>, AuditPaylo
     }
 }
 
-fn events_of(v: Json, line: Option<usize>) -> Result<Vec<K8sAuditEvent>, AuditPayloadError> {
+fn events_of(mut v: Json, line: Option<usize>) -> Result<Vec<K8sAuditEvent>, AuditPayloadError> {
     let at = |what: String| match line {
         Some(l) => payload_error(format!("line {l}: {what}")),
         None => payload_error(what),
     };
-    match v.get("kind").and_then(Json::as_str) {
-        Some("EventList") => {
-            let Some(Json::Array(items)) = v.get("items") else {
-                return Err(at("an EventList needs an \"items\" array".into()));
-            };
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    K8sAuditEvent::from_json(item.clone())
-                        .map_err(|e| at(format!("items[{i}]: {}", e.what)))
-                })
-                .collect()
-        }
-        _ => K8sAuditEvent::from_json(v)
+    if v.get("kind").and_then(Json::as_str) != Some("EventList") {
+        return K8sAuditEvent::from_json(v)
             .map(|e| vec![e])
-            .map_err(|e| at(e.what)),
+            .map_err(|e| at(e.what));
     }
+    // Take the items out of the list: each event keeps its own JSON without a copy.
+    let Some(Json::Array(items)) = v.get_mut("items").map(Json::take) else {
+        return Err(at("an EventList needs an \"items\" array".into()));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            K8sAuditEvent::from_json(item).map_err(|e| at(format!("items[{i}]: {}", e.what)))
+        })
+        .collect()
 }
 
 impl K8sAuditEvent {

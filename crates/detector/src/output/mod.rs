@@ -25,11 +25,10 @@ const CHANNEL_CAPACITY: usize = 4096;
 
 /// Handle the event loop uses to emit alerts.
 pub struct Outputs {
-    tx: mpsc::Sender<Arc<str>>,
+    sender: AlertSender,
     /// How long HTTP outputs may keep delivering at shutdown, in ms (set by `shutdown`).
     grace_ms: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
-    metrics: Arc<Metrics>,
 }
 
 /// A cloneable [`Outputs::send`].
@@ -92,35 +91,29 @@ impl Outputs {
         let grace_ms = Arc::new(AtomicU64::new(2_000));
         let task = tokio::spawn(write_loop(rx, sinks, metrics.clone(), grace_ms.clone()));
         Ok(Outputs {
-            tx,
+            sender: AlertSender { tx, metrics },
             grace_ms,
             task,
-            metrics,
         })
     }
 
     /// Queue one alert JSON line (no trailing newline). Never blocks: if the output task is
     /// this far behind, the alert is dropped and counted.
     pub fn send(&self, line: Arc<str>) {
-        if self.tx.try_send(line).is_err() {
-            self.metrics.count_output_drop("all", "output_backlog");
-        }
+        self.sender.send(line);
     }
 
     /// A handle other tasks (the k8s audit source) send alerts through. Drop every sender
     /// before [`Outputs::shutdown`], which waits for the channel to close.
     pub fn sender(&self) -> AlertSender {
-        AlertSender {
-            tx: self.tx.clone(),
-            metrics: self.metrics.clone(),
-        }
+        self.sender.clone()
     }
 
     /// Deliver what is queued, give HTTP outputs up to `grace` to drain, and persist the rest.
     pub async fn shutdown(self, grace: Duration) {
         self.grace_ms
             .store(grace.as_millis() as u64, Ordering::Relaxed);
-        drop(self.tx);
+        drop(self.sender);
         // Delivery gets `grace`; persisting what is left to disk gets a little more.
         let _ = tokio::time::timeout(grace + Duration::from_secs(5), self.task).await;
     }
