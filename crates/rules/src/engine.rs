@@ -86,6 +86,11 @@ pub struct CompiledRule {
 }
 
 impl CompiledRule {
+    /// The compiled condition.
+    pub(crate) fn node(&self) -> &Node {
+        &self.node
+    }
+
     /// One JSON object describing the rule (`list-rules --json`).
     pub fn summary_json(&self) -> String {
         serde_json::json!({
@@ -597,6 +602,11 @@ impl Engine {
             sources,
             rule_matching: cfg.rule_matching,
         }
+    }
+
+    /// The macros the rules' conditions refer to.
+    pub(crate) fn program(&self) -> &Program {
+        &self.prog
     }
 
     /// Every compiled rule, enabled or not, in load order.

@@ -82,6 +82,7 @@ pub mod fields;
 mod k8s_audit;
 pub mod loader;
 mod output;
+pub mod prefilter;
 mod value;
 pub mod yaml;
 
@@ -93,6 +94,7 @@ pub use engine::{
     CompiledRule, Engine, EngineConfig, Matches, RuleId, RuleLoader, RuleMatching, Selection,
 };
 pub use output::{OutputError, OutputFormat};
+pub use prefilter::{OpenPathFilter, OpenPathNeed};
 
 pub use event::{Event, JsonEvent, JsonEventError};
 pub use fields::{

@@ -60,3 +60,64 @@ fn upstream_files_validate_with_notice_counts() {
     );
     assert_eq!(engine.rules().len(), 25 + 31 + 37 + 48);
 }
+
+/// The stable rules bound the opens they can match by path, so the detector can keep the
+/// rest in the kernel; the sandbox and incubating rules include some that cannot.
+#[test]
+fn stable_rules_bound_opens_by_path() {
+    use aerie_rules::OpenPathNeed;
+    let Some(dir) = rules_dir() else { return };
+    let mut loader = RuleLoader::new();
+    loader.load_file(&dir.join("falco_rules.yaml"));
+    let engine = loader.compile(&EngineConfig::default());
+    let OpenPathNeed::Paths(f) = engine.open_path_need() else {
+        panic!(
+            "stable rules need every open: {:?}",
+            engine.open_path_need()
+        );
+    };
+    eprintln!(
+        "prefixes {:?}",
+        f.prefixes
+            .iter()
+            .map(|a| String::from_utf8_lossy(a))
+            .collect::<Vec<_>>()
+    );
+    eprintln!(
+        "suffixes {:?}",
+        f.suffixes
+            .iter()
+            .map(|a| String::from_utf8_lossy(a))
+            .collect::<Vec<_>>()
+    );
+    let admits = |p: &str| {
+        f.prefixes.iter().any(|a| p.as_bytes().starts_with(a))
+            || f.suffixes.iter().any(|a| p.as_bytes().ends_with(a))
+    };
+    for p in [
+        "/etc/shadow",
+        "/etc/pam.d/sshd",
+        "/sys/fs/cgroup/x/release_agent",
+        "/var/log/syslog",
+    ] {
+        assert!(admits(p), "{p} must be sent");
+    }
+    for p in [
+        "/tmp/x/target",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "/proc/self/stat",
+        "/etc/ld.so.cache",
+    ] {
+        assert!(!admits(p), "{p} needs no rule");
+    }
+    let mut loader = RuleLoader::new();
+    for file in [
+        "falco_rules.yaml",
+        "falco-incubating_rules.yaml",
+        "falco-sandbox_rules.yaml",
+    ] {
+        loader.load_file(&dir.join(file));
+    }
+    let all = loader.compile(&EngineConfig::default()).open_path_need();
+    eprintln!("all three files: {all:?}");
+}

@@ -68,6 +68,14 @@ impl TextSet {
             TextSet::Hashed(h) => h.contains(s),
         }
     }
+
+    /// The members, in no particular order.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = &[u8]> + '_> {
+        match self {
+            TextSet::Small(v) => Box::new(v.iter().map(|b| &**b)),
+            TextSet::Hashed(h) => Box::new(h.iter().map(|b| &**b)),
+        }
+    }
 }
 
 /// Path prefixes for `pmatch`: a value matches a prefix when it equals it or continues it
@@ -88,6 +96,11 @@ impl PathSet {
                 })
                 .collect(),
         )
+    }
+
+    /// The prefixes, without trailing `/`.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.iter().map(|b| &**b)
     }
 
     pub fn matches(&self, path: &[u8]) -> bool {
