@@ -93,6 +93,78 @@ pub mod spec {
     pub const ENABLED: u8 = 1 << 0;
     /// Its records carry the full identity ([`super::flags::CREDS`]): it changes credentials.
     pub const CREDS: u8 = 1 << 1;
+    /// An open of a path ([`super::PathFilter`] may keep it in the kernel): open, openat, creat.
+    pub const PATH_FILTER: u8 = 1 << 2;
+    /// A successful call returns a new descriptor that user space tracks (open family,
+    /// socket, accept, dup*, memfd_create...): it must not stay marked as filtered.
+    pub const NEW_FD: u8 = 1 << 3;
+    /// close: kept in the kernel when its descriptor came from a filtered open.
+    pub const CLOSES_FD: u8 = 1 << 4;
+    /// `SyscallSpec::capture_entry >> FAST_OPEN_SHIFT`: 1 + the index of the path argument
+    /// of an open whose path is its only entry capture (open, openat, creat; 0 = none).
+    pub const FAST_OPEN_SHIFT: u8 = 4;
+}
+
+/// Prefixes and suffixes a [`PathFilter`] holds at most, and the bytes compared of each.
+pub const PF_PREFIXES: usize = 32;
+pub const PF_PREFIX_WORDS: usize = 4;
+pub const PF_SUFFIXES: usize = 16;
+pub const PF_SUFFIX_WORDS: usize = 2;
+/// Longest path (without its NUL) the open filter judges; longer ones are always sent.
+pub const PF_MAX_PATH: usize = 479;
+
+/// Which opens may stay in the kernel, derived from the loaded rules (`aerie_rules::
+/// OpenPathFilter`). An open whose raw path is absolute, plain (no `//`, `/.`, `..`, no
+/// trailing `/`), at most [`PF_MAX_PATH`] bytes, and matches none of the prefixes or
+/// suffixes can match no rule: it is counted and dropped, and so is the later close of its
+/// descriptor. Directories are always sent (user space resolves `*at` calls through them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PathFilter {
+    /// 0: every open is sent.
+    pub enabled: u32,
+    pub n_prefixes: u32,
+    pub n_suffixes: u32,
+    pub _pad: u32,
+    /// Little-endian words of the prefix bytes, left-aligned; `prefix_mask` has 0xff for
+    /// each byte that counts.
+    pub prefix: [[u64; PF_PREFIX_WORDS]; PF_PREFIXES],
+    pub prefix_mask: [[u64; PF_PREFIX_WORDS]; PF_PREFIXES],
+    /// Little-endian words of the suffix bytes, right-aligned in 16 bytes; masked likewise.
+    pub suffix: [[u64; PF_SUFFIX_WORDS]; PF_SUFFIXES],
+    pub suffix_mask: [[u64; PF_SUFFIX_WORDS]; PF_SUFFIXES],
+}
+
+impl PathFilter {
+    /// A disabled filter: every open is sent.
+    pub const fn disabled() -> Self {
+        PathFilter {
+            enabled: 0,
+            n_prefixes: 0,
+            n_suffixes: 0,
+            _pad: 0,
+            prefix: [[0; PF_PREFIX_WORDS]; PF_PREFIXES],
+            prefix_mask: [[0; PF_PREFIX_WORDS]; PF_PREFIXES],
+            suffix: [[0; PF_SUFFIX_WORDS]; PF_SUFFIXES],
+            suffix_mask: [[0; PF_SUFFIX_WORDS]; PF_SUFFIXES],
+        }
+    }
+}
+
+/// Descriptors below this number are tracked in [`FdBits`]; a filtered open that returns a
+/// higher one is still dropped, but its close is sent (harmless: user space ignores it).
+pub const FD_BITS_FDS: usize = 256;
+/// Slots of the `FD_BITS` array, indexed by `tgid % FD_BITS_SLOTS` and tagged with the tgid.
+pub const FD_BITS_SLOTS: u32 = 1 << 16;
+
+/// Per process: descriptors returned by filtered opens, whose close need not be sent.
+/// A slot whose `tgid` is another process's counts as empty (closes are sent).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FdBits {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub bits: [u64; FD_BITS_FDS / 64],
 }
 
 /// Slot meanings. For `Syscall` events, slots 0..6 hold data captured for syscall argument i
@@ -303,6 +375,13 @@ pub struct KernelOffsets {
     pub inode_mtime_sec: u32,
     /// `signal_struct.live`: threads still alive; 0 at exit = the whole process ended.
     pub signal_live: u32,
+    /// `task->files->fdt->fd[n]->f_inode->i_mode`: is a new descriptor a directory.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub fdtable_max_fds: u32,
+    pub inode_i_mode: u32,
+    pub _pad_offsets: u32,
 }
 
 /// Runtime configuration, entry 0 of the `CONFIG` array map.
@@ -335,6 +414,10 @@ pub mod counter {
     pub const TRUNCATED: u32 = 4;
     /// Dropped: the per-CPU scratch buffer was unavailable (should never happen).
     pub const DROP_NO_SCRATCH: u32 = 5;
+    /// Opens kept in the kernel: no rule can match their path (not drops).
+    pub const FILTERED_OPEN: u32 = 6;
+    /// Closes kept in the kernel: their descriptor came from a filtered open.
+    pub const FILTERED_CLOSE: u32 = 7;
     /// Number of counters.
     pub const COUNT: u32 = 8;
 }
@@ -347,6 +430,10 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KernelOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PathFilter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FdBits {}
 }
 
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 160);

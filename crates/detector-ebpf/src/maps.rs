@@ -8,7 +8,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use detector_common::{
-    Config, EventHeader, MAX_RINGS, MAX_SYSCALLS, ProcInfo, SyscallSpec, VAR_CAP, counter,
+    Config, EventHeader, FD_BITS_SLOTS, FdBits, MAX_RINGS, MAX_SYSCALLS, PathFilter, ProcInfo,
+    SyscallSpec, VAR_CAP, counter,
 };
 
 /// Default ring size; user space overrides it with `set_max_entries` at load time.
@@ -30,6 +31,16 @@ pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 /// Per syscall number: enabled / capture-at-entry / argument kinds.
 #[map]
 pub static SYSCALLS: Array<SyscallSpec> = Array::with_max_entries(MAX_SYSCALLS, 0);
+
+/// Entry 0: which opens may stay in the kernel (filled from the rules by user space).
+#[map]
+pub static PATH_FILTER: Array<PathFilter> = Array::with_max_entries(1, 0);
+
+/// Per process (slot `tgid % FD_BITS_SLOTS`, tagged): descriptors of filtered opens.
+/// An array, not a hash: the lookup is inlined by the verifier, and a slot taken over by a
+/// colliding process only makes closes be sent.
+#[map]
+pub static FD_BITS: Array<FdBits> = Array::with_max_entries(FD_BITS_SLOTS, 0);
 
 /// Per-CPU counters, indexed by `detector_common::counter`.
 #[map]
@@ -131,6 +142,8 @@ pub static TASK_INFLIGHT: TaskStorage<InflightSmall> = TaskStorage::new();
 
 /// `hdr.kind` of a TASK_INFLIGHT value waiting for its exit (0 = free).
 pub const PENDING: u16 = 0xffff;
+/// `hdr.kind` of an open the path filter keeps in the kernel, waiting for its exit.
+pub const FILTERED: u16 = 0xfffe;
 
 /// Large entry captures blocked between entry and exit at once (e.g. slow connects): memory
 /// is at most `INFLIGHT_MAX * 8.3 KiB` (~136 MiB), normally none. Beyond it the exit is

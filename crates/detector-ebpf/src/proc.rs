@@ -148,6 +148,10 @@ fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
     let cfg = config()?;
     let off = &cfg.offsets;
     let child: u64 = ctx.arg(1);
+    let (child_tgid, child_tid) = task_ids(off, child);
+    if child_tgid == child_tid {
+        crate::filter::reset(child_tgid);
+    }
     // SAFETY: helper without arguments.
     let tgid = (unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() } >> 32) as u32;
     if tgid == cfg.self_tgid {

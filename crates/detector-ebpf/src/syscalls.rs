@@ -12,14 +12,16 @@ use aya_ebpf::{
 };
 use core::ffi::c_void;
 use detector_common::{
-    ARGV_CAP, ARGV_MAX_ARGS, ArgKind, Config, EventHeader, EventKind, MAX_SYSCALLS, SOCKADDR_CAP,
-    STR_CAP, SyscallSpec, VAR_CAP, counter, flags, slot, spec,
+    ARGV_CAP, ARGV_MAX_ARGS, ArgKind, Config, EventHeader, EventKind, MAX_SYSCALLS, PF_MAX_PATH,
+    SOCKADDR_CAP, STR_CAP, SyscallSpec, VAR_CAP, counter, flags, slot, spec,
 };
 
 use crate::{
+    filter,
     maps::{
-        INFLIGHT_BIG, Inflight, InflightBig, InflightSmall, PENDING, SMALL_VAR, SYS_SCRATCH,
-        SYSCALLS, SysScratch, TASK_INFLIGHT, config, count, output, submit_with, zero,
+        FILTERED, INFLIGHT_BIG, Inflight, InflightBig, InflightSmall, PATH_FILTER, PENDING,
+        SMALL_VAR, SYS_SCRATCH, SYSCALLS, SysScratch, TASK_INFLIGHT, config, count, output,
+        submit_with, zero,
     },
     task::{current_task, fill_header},
 };
@@ -181,6 +183,9 @@ fn try_enter(ctx: &BtfTracePointContext) -> Option<()> {
         return None;
     }
     let regs: *const pt_regs = ctx.arg(0);
+    if sp.enabled & spec::PATH_FILTER != 0 && enter_open(sp, nr, regs).is_some() {
+        return Some(());
+    }
     let Some(s) = SYS_SCRATCH.get_ptr_mut(0) else {
         count(counter::DROP_NO_SCRATCH);
         return None;
@@ -259,6 +264,44 @@ fn try_enter(ctx: &BtfTracePointContext) -> Option<()> {
     Some(())
 }
 
+/// The entry of an open whose only captured argument is its path (open, openat, creat):
+/// the path is read straight into the task's slot (no scratch copy) and judged by the
+/// path filter there. `None` when the generic capture must take it (openat2, a path that
+/// does not fit or cannot be read).
+#[inline(always)]
+fn enter_open(sp: &SyscallSpec, nr: u64, regs: *const pt_regs) -> Option<()> {
+    // Which argument is the path, from the spec: a loop over the kinds would give the
+    // verifier one state per index.
+    let fast = (sp.capture_entry >> spec::FAST_OPEN_SHIFT) & 7;
+    if fast == 0 || fast > 2 {
+        return None;
+    }
+    let idx = (fast - 1) as usize;
+    let pf = PATH_FILTER.get(0)?;
+    let v = TASK_INFLIGHT.current(true)?;
+    let args = syscall_args(regs);
+    let path = if idx == 0 { args[0] } else { args[1] };
+    let var = v.var.as_mut_ptr();
+    // SAFETY: PF_MAX_PATH + 1 <= SMALL_VAR bytes of the task's slot.
+    let n = unsafe {
+        bpf_probe_read_user_str(var.cast(), (PF_MAX_PATH + 1) as u32, path as *const c_void)
+    };
+    if n <= 0 || n as usize > PF_MAX_PATH {
+        return None;
+    }
+    let n = n as usize;
+    let keep = filter::keep_in_kernel(pf, var, n - 1);
+    let h = &mut v.hdr;
+    h.args = args;
+    h.syscall_nr = nr as u16;
+    zero(&mut h.var_len);
+    h.var_len[idx & 1] = n as u16;
+    h.flags = 0;
+    h.len = (HDR + n) as u32;
+    h.kind = if keep { FILTERED } else { PENDING };
+    Some(())
+}
+
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     let _ = try_exit(&ctx);
@@ -278,14 +321,37 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
     let ret: i64 = ctx.arg(1);
     let task = current_task();
     let creds = sp.enabled & spec::CREDS != 0;
+    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if sp.enabled & spec::CLOSES_FD != 0 {
+        // SAFETY: address computation only.
+        let fd = reg(unsafe { &raw const (*regs).rdi }) as i32;
+        if filter::take_filtered(tgid, fd as i64) {
+            count(counter::FILTERED_CLOSE);
+            return Some(());
+        }
+    }
     if sp.capture_entry != 0 {
-        let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+        let tid = pid_tgid as u32;
         let mut found = false;
-        if let Some(v) = TASK_INFLIGHT.current(false)
-            && v.hdr.kind == PENDING
-        {
-            found = send_entry(cfg, v, nr, ret, task, creds);
-            v.hdr.kind = 0;
+        if let Some(v) = TASK_INFLIGHT.current(false) {
+            if v.hdr.kind == FILTERED && v.hdr.syscall_nr as u64 == nr {
+                v.hdr.kind = 0;
+                if ret < 0 || !filter::is_dir_or_unknown(&cfg.offsets, task, ret) {
+                    filter::mark_filtered(tgid, ret);
+                    count(counter::FILTERED_OPEN);
+                    return Some(());
+                }
+                // A directory: sent after all, as if it had been pending.
+                v.hdr.kind = PENDING;
+            }
+            if v.hdr.kind == PENDING {
+                found = send_entry(cfg, v, nr, ret, task, creds);
+                v.hdr.kind = 0;
+            }
+        }
+        if sp.enabled & spec::NEW_FD != 0 {
+            filter::take_filtered(tgid, ret);
         }
         // A stale small entry (its exit was never seen) must not hide a fresh big one.
         if !found && let Some(v) = INFLIGHT_BIG.get_ptr_mut(tid) {
@@ -302,6 +368,10 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
             });
         }
         return Some(());
+    }
+    if sp.enabled & spec::NEW_FD != 0 {
+        // The descriptor is user space's now: its close must be sent.
+        filter::take_filtered(tgid, ret);
     }
     // Exit-only syscall. Output addresses (accept) are read now, into slot SYS_EXIT_ADDR.
     let mut out_addr = 0usize;

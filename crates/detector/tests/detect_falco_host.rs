@@ -27,6 +27,17 @@ fn falco_rules_fire_on_real_actions_on_the_host() {
     let Some(rules) = falco_rules() else { return };
     let dir = scratch("host");
     let d = Detector::start(&[rules], &dir);
+    // The stable rules bound their opens by path: every check below runs with the kernel
+    // keeping the other opens to itself.
+    assert!(
+        d.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("open path filter on")),
+        "the open path filter is not on: {:?}",
+        d.stderr.lock().unwrap()
+    );
     let me = my_comm();
     let mut f = Failures::default();
     let dirs = dir.display().to_string();

@@ -66,12 +66,16 @@ impl Default for DetectorConfig {
 pub struct CaptureConfig {
     /// Size of each BPF ring buffer in bytes (a power of two, a multiple of the page size).
     pub ring_buffer_bytes: u32,
+    /// Keep opens whose path no loaded rule can match (and the closes of their descriptors)
+    /// in the kernel. On by default; off sends every open, as Falco does.
+    pub path_filter: bool,
 }
 
 impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
             ring_buffer_bytes: 8 << 20,
+            path_filter: true,
         }
     }
 }

@@ -53,6 +53,7 @@
 pub mod btf;
 pub mod decode;
 pub mod offsets;
+pub mod path_filter;
 pub mod syscalls;
 
 use std::{collections::HashSet, io, task::Poll};
@@ -62,7 +63,7 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::BtfTracePoint,
 };
-use detector_common::{Config, MAX_RINGS, MAX_SYSCALLS, SyscallSpec, counter};
+use detector_common::{Config, MAX_RINGS, MAX_SYSCALLS, PathFilter, SyscallSpec, counter};
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 
@@ -107,6 +108,8 @@ pub enum CaptureError {
     RingSize(u32),
     #[error("Capture::start must run inside a tokio runtime")]
     NoRuntime,
+    #[error("open path filter: {0}")]
+    PathFilter(String),
     #[error("polling ring buffer: {0}")]
     Io(#[from] io::Error),
 }
@@ -175,6 +178,10 @@ pub struct Counters {
     pub received: u64,
     /// Records user space could not decode (skipped).
     pub decode_errors: u64,
+    /// Opens kept in the kernel by the path filter (no rule can match them; not drops).
+    pub filtered_opens: u64,
+    /// Closes kept in the kernel: their descriptor came from a filtered open.
+    pub filtered_closes: u64,
 }
 
 impl Counters {
@@ -199,6 +206,7 @@ pub struct Capture {
     rings: Vec<AsyncFd<RingBuf<MapData>>>,
     counters: PerCpuArray<MapData, u64>,
     syscalls: Array<MapData, SyscallSpec>,
+    path_filter: Array<MapData, PathFilter>,
     clock: Clock,
     poll: Option<tokio::time::Interval>,
     attached: Vec<&'static str>,
@@ -284,6 +292,12 @@ impl Capture {
                 name: "SYSCALLS",
                 source,
             })?;
+        let path_filter = take_map(&mut ebpf, "PATH_FILTER")?;
+        let path_filter: Array<MapData, PathFilter> =
+            Array::try_from(path_filter).map_err(|source| CaptureError::Map {
+                name: "PATH_FILTER",
+                source,
+            })?;
         let counters = take_map(&mut ebpf, "COUNTERS")?;
         let counters: PerCpuArray<MapData, u64> =
             PerCpuArray::try_from(counters).map_err(|source| CaptureError::Map {
@@ -307,6 +321,7 @@ impl Capture {
             rings,
             counters,
             syscalls,
+            path_filter,
             clock: Clock::now(),
             poll: (cfg.wakeup_bytes > 0).then(|| {
                 let mut tick = tokio::time::interval(
@@ -373,6 +388,24 @@ impl Capture {
                 })?;
         }
         Ok(interest)
+    }
+
+    /// Keep opens of paths no rule can match in the kernel (`None`: send every open).
+    /// Takes effect for opens that start after the call.
+    pub fn set_path_filter(
+        &mut self,
+        filter: Option<&aerie_rules::OpenPathFilter>,
+    ) -> Result<(), CaptureError> {
+        let value = match filter {
+            Some(f) => path_filter::encode(f)?,
+            None => PathFilter::disabled(),
+        };
+        self.path_filter
+            .set(0, value, 0)
+            .map_err(|source| CaptureError::Map {
+                name: "PATH_FILTER",
+                source,
+            })
     }
 
     /// Capture every supported syscall.
@@ -462,6 +495,8 @@ impl Capture {
             truncated: get(counter::TRUNCATED)?,
             received: self.received,
             decode_errors: self.decode_errors,
+            filtered_opens: get(counter::FILTERED_OPEN)?,
+            filtered_closes: get(counter::FILTERED_CLOSE)?,
         })
     }
 

@@ -108,6 +108,12 @@ pub fn resolve(btf: &Btf) -> ResolvedOffsets {
             &["i_mtime_sec", "__i_mtime.tv_sec", "i_mtime.tv_sec"],
         ),
         signal_live: get("signal_struct.live", "signal_struct", &["live"]),
+        task_files: get("task_struct.files", "task_struct", &["files"]),
+        files_fdt: get("files_struct.fdt", "files_struct", &["fdt"]),
+        fdtable_fd: get("fdtable.fd", "fdtable", &["fd"]),
+        fdtable_max_fds: get("fdtable.max_fds", "fdtable", &["max_fds"]),
+        inode_i_mode: get("inode.i_mode", "inode", &["i_mode"]),
+        _pad_offsets: 0,
     };
     ResolvedOffsets {
         offsets,

@@ -114,10 +114,34 @@ pub fn spec_of(def: &SyscallDef) -> SyscallSpec {
     } else {
         0
     };
+    let enabled = spec::ENABLED | creds | fd_bits(def.name);
+    // An open whose only captured argument is its path takes the kernel's fast entry.
+    let captured: Vec<usize> = (0..6)
+        .filter(|&i| !matches!(def.kinds[i], ArgKind::Raw | ArgKind::SockaddrOut))
+        .collect();
+    let fast_open = match captured.as_slice() {
+        [i] if enabled & spec::PATH_FILTER != 0 && def.kinds[*i] == ArgKind::Str && *i < 2 => {
+            (*i as u8 + 1) << spec::FAST_OPEN_SHIFT
+        }
+        _ => 0,
+    };
     SyscallSpec {
-        enabled: spec::ENABLED | creds,
-        capture_entry: u8::from(capture_entry),
+        enabled,
+        capture_entry: u8::from(capture_entry) | fast_open,
         kinds,
+    }
+}
+
+/// The open-filter bits of a syscall (see `detector_common::PathFilter`).
+fn fd_bits(name: &str) -> u8 {
+    match name {
+        "open" | "openat" | "openat2" | "creat" => spec::PATH_FILTER | spec::NEW_FD,
+        "close" => spec::CLOSES_FD,
+        // Every syscall user space records a new descriptor for (state/apply.rs).
+        "socket" | "accept" | "accept4" | "dup" | "dup2" | "dup3" | "memfd_create" | "eventfd2"
+        | "signalfd4" | "epoll_create1" | "inotify_init1" | "userfaultfd" | "pidfd_open"
+        | "io_uring_setup" | "bpf" => spec::NEW_FD,
+        _ => 0,
     }
 }
 
@@ -513,7 +537,15 @@ mod tests {
 
     #[test]
     fn entry_capture_only_where_user_memory_is_read() {
-        assert_eq!(spec_of(by_name("openat").unwrap()).capture_entry, 1);
+        assert_eq!(
+            spec_of(by_name("openat").unwrap()).capture_entry,
+            1 | (2 << spec::FAST_OPEN_SHIFT)
+        );
+        assert_eq!(
+            spec_of(by_name("open").unwrap()).capture_entry,
+            1 | (1 << spec::FAST_OPEN_SHIFT)
+        );
+        assert_eq!(spec_of(by_name("openat2").unwrap()).capture_entry, 1);
         assert_eq!(spec_of(by_name("connect").unwrap()).capture_entry, 1);
         assert_eq!(spec_of(by_name("close").unwrap()).capture_entry, 0);
         // Only credential changes carry the full identity; the rest leave it to user space.
@@ -521,7 +553,18 @@ mod tests {
             spec_of(by_name("setresuid").unwrap()).enabled,
             spec::ENABLED | spec::CREDS
         );
-        assert_eq!(spec_of(by_name("openat").unwrap()).enabled, spec::ENABLED);
+        assert_eq!(
+            spec_of(by_name("openat").unwrap()).enabled,
+            spec::ENABLED | spec::PATH_FILTER | spec::NEW_FD
+        );
+        assert_eq!(
+            spec_of(by_name("close").unwrap()).enabled,
+            spec::ENABLED | spec::CLOSES_FD
+        );
+        assert_eq!(
+            spec_of(by_name("dup2").unwrap()).enabled,
+            spec::ENABLED | spec::NEW_FD
+        );
         // accept's peer address is an output: read at exit
         assert_eq!(spec_of(by_name("accept4").unwrap()).capture_entry, 0);
     }

@@ -28,6 +28,9 @@ pub struct Metrics {
     ready: AtomicBool,
     /// Kernel-side drops by reason: absolute values read from the per-CPU counters.
     kernel_drops: Mutex<BTreeMap<String, u64>>,
+    /// Opens and closes the kernel's path filter kept (no rule can match them): absolute.
+    kernel_filtered_opens: AtomicU64,
+    kernel_filtered_closes: AtomicU64,
     alerts: Mutex<BTreeMap<(String, Priority), u64>>,
     /// Alerts an output could not deliver, by output and reason.
     output_drops: Mutex<BTreeMap<(String, &'static str), u64>>,
@@ -79,6 +82,12 @@ impl Metrics {
     }
 
     /// Replace the kernel drop counter for `reason` with its current total.
+    /// Totals of opens and closes kept in the kernel by the path filter.
+    pub fn set_kernel_filtered(&self, opens: u64, closes: u64) {
+        self.kernel_filtered_opens.store(opens, Ordering::Relaxed);
+        self.kernel_filtered_closes.store(closes, Ordering::Relaxed);
+    }
+
     pub fn set_kernel_drops(&self, reason: &str, total: u64) {
         let mut m = lock(&self.kernel_drops);
         match m.get_mut(reason) {
@@ -162,6 +171,12 @@ impl Metrics {
                 escape_label(reason)
             );
         }
+        let _ = writeln!(
+            s,
+            "# HELP aerie_kernel_filtered_total Syscalls kept in the kernel because no rule can match them (not drops).\n# TYPE aerie_kernel_filtered_total counter\naerie_kernel_filtered_total{{syscall=\"open\"}} {}\naerie_kernel_filtered_total{{syscall=\"close\"}} {}",
+            self.kernel_filtered_opens.load(Ordering::Relaxed),
+            self.kernel_filtered_closes.load(Ordering::Relaxed)
+        );
         s.push_str("# HELP aerie_alerts_total Alerts raised, by rule and priority.\n# TYPE aerie_alerts_total counter\n");
         for ((rule, prio), v) in lock(&self.alerts).iter() {
             let _ = writeln!(
@@ -224,7 +239,16 @@ mod tests {
         m.count_alert("Read \"sensitive\" file", Priority::Warning);
         m.count_alert("Read \"sensitive\" file", Priority::Warning);
         m.count_output_drop("http://127.0.0.1:1/", "disk_full");
+        m.set_kernel_filtered(10, 9);
         let text = m.render();
+        assert!(
+            text.contains("aerie_kernel_filtered_total{syscall=\"open\"} 10\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aerie_kernel_filtered_total{syscall=\"close\"} 9\n"),
+            "{text}"
+        );
         assert!(text.contains("aerie_events_total 7\n"), "{text}");
         assert!(text.contains("aerie_kernel_drops_total{reason=\"ringbuf_full\"} 4\n"));
         assert!(text.contains(

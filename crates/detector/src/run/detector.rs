@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aerie_alert::{Alert, AlertParts, Priority, Timestamp};
-use aerie_rules::EngineConfig;
+use aerie_rules::{EngineConfig, OpenPathNeed};
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -154,6 +154,35 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
             interest.unsupported.join(" ")
         );
     }
+    match (cfg.capture.path_filter, engine.open_path_need()) {
+        (false, _) => eprintln!(
+            "aerie-detector: open path filter off (capture.path_filter: false): every open is sent"
+        ),
+        (true, OpenPathNeed::All { rule, why }) if rule.is_empty() => {
+            eprintln!("aerie-detector: open path filter off: {why}; every open is sent")
+        }
+        (true, OpenPathNeed::All { rule, why }) => eprintln!(
+            "aerie-detector: open path filter off: rule {rule:?} {why}; every open is sent"
+        ),
+        (true, OpenPathNeed::Paths(f)) => {
+            if let Err(e) = capture.set_path_filter(Some(&f)) {
+                // Sending every open is always correct, only slower.
+                eprintln!("aerie-detector: open path filter off: {e}; every open is sent");
+            } else {
+                let show = |v: &[Vec<u8>]| -> String {
+                    v.iter()
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                eprintln!(
+                    "aerie-detector: open path filter on: opens are sent when their path starts with [{}] or ends with [{}] (or is relative or not normalized)",
+                    show(&f.prefixes),
+                    show(&f.suffixes)
+                );
+            }
+        }
+    }
     let ids: Vec<String> = capture.program_ids().iter().map(u32::to_string).collect();
     eprintln!(
         "aerie-detector: programs {} (program ids: {}); {} ring buffer(s) of {} KiB",
@@ -240,6 +269,7 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
                     for (reason, v) in c.drops_by_reason() {
                         metrics.set_kernel_drops(reason, v);
                     }
+                    metrics.set_kernel_filtered(c.filtered_opens, c.filtered_closes);
                     if let Some(alert) = drops.check(&c, &pipeline.hostname) {
                         tracing::warn!("{}", alert.output);
                         emit(alert);
