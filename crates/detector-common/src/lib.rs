@@ -103,6 +103,12 @@ pub mod spec {
     /// `SyscallSpec::capture_entry >> FAST_OPEN_SHIFT`: 1 + the index of the path argument
     /// of an open whose path is its only entry capture (open, openat, creat; 0 = none).
     pub const FAST_OPEN_SHIFT: u8 = 4;
+    /// `SyscallSpec::capture_entry >> OPEN_FLAGS_SHIFT & 7` of a fast open: 1 + the index of
+    /// its flags argument, [`OPEN_NEVER_DIR`] when it cannot open a directory (creat), 0 when
+    /// unknown. An open for writing or creating cannot return a directory (EISDIR), so its
+    /// descriptor needs no directory check in the kernel.
+    pub const OPEN_FLAGS_SHIFT: u8 = 1;
+    pub const OPEN_NEVER_DIR: u8 = 7;
 }
 
 /// Prefixes and suffixes a [`PathFilter`] holds at most, and the bytes compared of each.

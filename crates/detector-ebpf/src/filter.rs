@@ -6,6 +6,7 @@
 
 use detector_common::{
     FD_BITS_FDS, FD_BITS_SLOTS, KernelOffsets, PF_MAX_PATH, PF_PREFIXES, PF_SUFFIXES, PathFilter,
+    spec,
 };
 
 use crate::{
@@ -130,6 +131,23 @@ fn matches(pf: &PathFilter, p: *const u8, len: usize) -> bool {
 #[inline(always)]
 pub fn keep_in_kernel(pf: &PathFilter, p: *const u8, len: usize) -> bool {
     pf.enabled != 0 && !must_send(p) && !matches(pf, p, len)
+}
+
+/// Whether an open with these arguments may have returned a directory: not when it was for
+/// writing or creating (the kernel answers EISDIR), which skips six dependent kernel reads.
+#[inline(always)]
+pub fn may_be_dir(capture_entry: u8, args: &[u64; 6]) -> bool {
+    const O_ACCMODE: u64 = 0o3;
+    const O_CREAT: u64 = 0o100;
+    let which = (capture_entry >> spec::OPEN_FLAGS_SHIFT) & 7;
+    if which == spec::OPEN_NEVER_DIR {
+        return false;
+    }
+    if which == 0 || which > 6 {
+        return true;
+    }
+    let flags = args[((which - 1) & 7) as usize % 6];
+    flags & O_ACCMODE == 0 && flags & O_CREAT == 0
 }
 
 /// Whether descriptor `fd` of the current task is a directory (or cannot be told).

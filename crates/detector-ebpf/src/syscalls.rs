@@ -337,7 +337,10 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
         if let Some(v) = TASK_INFLIGHT.current(false) {
             if v.hdr.kind == FILTERED && v.hdr.syscall_nr as u64 == nr {
                 v.hdr.kind = 0;
-                if ret < 0 || !filter::is_dir_or_unknown(&cfg.offsets, task, ret) {
+                if ret < 0
+                    || !filter::may_be_dir(sp.capture_entry, &v.hdr.args)
+                    || !filter::is_dir_or_unknown(&cfg.offsets, task, ret)
+                {
                     filter::mark_filtered(tgid, ret);
                     count(counter::FILTERED_OPEN);
                     return Some(());

@@ -125,9 +125,16 @@ pub fn spec_of(def: &SyscallDef) -> SyscallSpec {
         }
         _ => 0,
     };
+    let open_flags = match (fast_open != 0, def.name) {
+        (false, _) => 0,
+        (true, "open") => 2 << spec::OPEN_FLAGS_SHIFT,
+        (true, "openat") => 3 << spec::OPEN_FLAGS_SHIFT,
+        (true, "creat") => spec::OPEN_NEVER_DIR << spec::OPEN_FLAGS_SHIFT,
+        _ => 0,
+    };
     SyscallSpec {
         enabled,
-        capture_entry: u8::from(capture_entry) | fast_open,
+        capture_entry: u8::from(capture_entry) | fast_open | open_flags,
         kinds,
     }
 }
@@ -539,11 +546,15 @@ mod tests {
     fn entry_capture_only_where_user_memory_is_read() {
         assert_eq!(
             spec_of(by_name("openat").unwrap()).capture_entry,
-            1 | (2 << spec::FAST_OPEN_SHIFT)
+            1 | (2 << spec::FAST_OPEN_SHIFT) | (3 << spec::OPEN_FLAGS_SHIFT)
+        );
+        assert_eq!(
+            spec_of(by_name("creat").unwrap()).capture_entry,
+            1 | (1 << spec::FAST_OPEN_SHIFT) | (spec::OPEN_NEVER_DIR << spec::OPEN_FLAGS_SHIFT)
         );
         assert_eq!(
             spec_of(by_name("open").unwrap()).capture_entry,
-            1 | (1 << spec::FAST_OPEN_SHIFT)
+            1 | (1 << spec::FAST_OPEN_SHIFT) | (2 << spec::OPEN_FLAGS_SHIFT)
         );
         assert_eq!(spec_of(by_name("openat2").unwrap()).capture_entry, 1);
         assert_eq!(spec_of(by_name("connect").unwrap()).capture_entry, 1);
