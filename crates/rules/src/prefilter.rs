@@ -78,6 +78,16 @@ const FDLESS: &[&str] = &[
     "getppid",
     "uname",
     "nanosleep",
+    // Their descriptors are directories (dirfd), which the kernel always sends.
+    "renameat",
+    "renameat2",
+    "unlinkat",
+    "mkdirat",
+    "mknodat",
+    "symlinkat",
+    "linkat",
+    "fchmodat",
+    "fchownat",
 ];
 
 /// Path prefixes and suffixes (raw bytes) that some rule can match.
@@ -482,6 +492,14 @@ impl Engine {
                     prefixes: p,
                     suffixes: s,
                 }) => {
+                    let every = |a: &Vec<u8>| a.is_empty() || a.as_slice() == b"/";
+                    if p.iter().any(every) || s.iter().any(Vec::is_empty) {
+                        return OpenPathNeed::All {
+                            rule: rule.name.clone(),
+                            why: "can match an open of any absolute path (a path prefix of /)"
+                                .into(),
+                        };
+                    }
                     prefixes.extend(p);
                     suffixes.extend(s);
                 }
@@ -493,13 +511,6 @@ impl Engine {
                     };
                 }
             }
-        }
-        let every = |a: &Vec<u8>| a.is_empty() || (a.as_slice() == b"/");
-        if prefixes.iter().any(every) || suffixes.iter().any(Vec::is_empty) {
-            return OpenPathNeed::All {
-                rule: String::new(),
-                why: "the rules together match every absolute path".into(),
-            };
         }
         OpenPathNeed::Paths(OpenPathFilter {
             prefixes: prefixes.into_iter().collect(),

@@ -158,9 +158,6 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
         (false, _) => eprintln!(
             "aerie-detector: open path filter off (capture.path_filter: false): every open is sent"
         ),
-        (true, OpenPathNeed::All { rule, why }) if rule.is_empty() => {
-            eprintln!("aerie-detector: open path filter off: {why}; every open is sent")
-        }
         (true, OpenPathNeed::All { rule, why }) => eprintln!(
             "aerie-detector: open path filter off: rule {rule:?} {why}; every open is sent"
         ),

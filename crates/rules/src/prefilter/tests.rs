@@ -186,3 +186,26 @@ fn fit_cuts_and_merges_atoms_and_refuses_too_many() {
     // Nothing in common: no atom can stand for both.
     assert!(f.fit(8, 8, 1, 4).is_none());
 }
+
+#[test]
+fn a_rule_on_every_absolute_path_is_named() {
+    let text = [
+        rule("etc", "evt.type = openat and fd.name startswith /etc", "x"),
+        rule("root files", "evt.type = openat and fd.directory = /", "x"),
+    ]
+    .concat();
+    match need(&text) {
+        OpenPathNeed::All { rule, why } => {
+            assert_eq!(rule, "root files");
+            assert!(why.contains("prefix of /"), "{why}");
+        }
+        p => panic!("{p:?}"),
+    }
+    // A dirfd-only event type may read fd.*: its descriptors are directories, always sent.
+    let text = rule(
+        "mv",
+        "evt.type = renameat and evt.arg.newpath startswith /bin",
+        "%fd.name",
+    );
+    assert_eq!(paths(need(&text)), (vec![], vec![]));
+}
