@@ -115,6 +115,30 @@ fn validate_reports_located_errors_and_fails() {
 }
 
 #[test]
+fn validate_shows_the_open_path_filter_the_rules_allow() {
+    let bounded = tmp(
+        "bounded.yaml",
+        "- rule: shadow\n  desc: d\n  condition: evt.type = openat and fd.name = /etc/shadow\n  output: o\n  priority: info\n",
+    );
+    let (code, out) = run(&["validate", "--rules", bounded.to_str().unwrap()]);
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert!(
+        out.contains("open path filter: on, 1 prefixes [/etc/shadow] and 0 suffixes []"),
+        "{out}"
+    );
+    let broad = tmp(
+        "broad.yaml",
+        "- rule: cat opens\n  desc: d\n  condition: evt.type = openat and proc.name = cat\n  output: o\n  priority: info\n",
+    );
+    let (code, out) = run(&["validate", "--rules", broad.to_str().unwrap()]);
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+    assert!(
+        out.contains("open path filter: off, every open is sent: rule \"cat opens\""),
+        "{out}"
+    );
+}
+
+#[test]
 fn test_rules_on_stable_rules() {
     let Some(dir) = falco_rules() else { return };
     let rules = dir.join("falco_rules.yaml").display().to_string();

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use aerie_alert::Priority;
 use aerie_rules::{
-    Engine, EngineConfig, FileResult, JsonEvent, Matches, RuleLoader, RuleMatching,
+    Engine, EngineConfig, FileResult, JsonEvent, Matches, OpenPathNeed, RuleLoader, RuleMatching,
     builtin_registries,
 };
 use anyhow::{Context as _, bail};
@@ -162,7 +162,7 @@ pub fn run_validate(args: ValidateArgs, out: &mut dyn Write) -> anyhow::Result<E
         loader.load_file(f);
     }
     // Compile only when every file was read: as in Falco, a file that fails to read stops.
-    let _ = loader.compile(&EngineConfig::default());
+    let engine = loader.compile(&EngineConfig::default());
     let results = loader.results();
     if args.json {
         writeln!(out, "{}", aerie_rules::load_results_json(results))?;
@@ -170,12 +170,40 @@ pub fn run_validate(args: ValidateArgs, out: &mut dyn Write) -> anyhow::Result<E
         for r in results {
             write_file_summary(out, r)?;
         }
+        if !loader.has_errors() {
+            write_open_path_need(out, &engine.open_path_need())?;
+        }
     }
     Ok(if loader.has_errors() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What `run` would do with opens under these rules (see `capture.path_filter`).
+fn write_open_path_need(out: &mut dyn Write, need: &OpenPathNeed) -> anyhow::Result<()> {
+    let show = |v: &[Vec<u8>]| -> String {
+        v.iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match need {
+        OpenPathNeed::All { rule, why } => writeln!(
+            out,
+            "open path filter: off, every open is sent: rule {rule:?} {why}"
+        )?,
+        OpenPathNeed::Paths(f) => writeln!(
+            out,
+            "open path filter: on, {} prefixes [{}] and {} suffixes [{}]",
+            f.prefixes.len(),
+            show(&f.prefixes),
+            f.suffixes.len(),
+            show(&f.suffixes)
+        )?,
+    }
+    Ok(())
 }
 
 fn write_file_summary(out: &mut dyn Write, r: &FileResult) -> anyhow::Result<()> {
