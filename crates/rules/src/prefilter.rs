@@ -107,6 +107,15 @@ pub enum OpenPathNeed {
 }
 
 impl OpenPathFilter {
+    /// Atoms as text for logs: space-separated, lossy UTF-8.
+    pub fn atoms_text(atoms: &[Vec<u8>]) -> String {
+        atoms
+            .iter()
+            .map(|a| String::from_utf8_lossy(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// Fit the filter to a kernel that compares `prefix_len` leading and `suffix_len`
     /// trailing bytes and holds at most `max_prefixes` and `max_suffixes` atoms: atoms are
     /// cut to length, covered ones dropped, and while there are too many the two sharing

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 
 use aerie_alert::Priority;
 use aerie_rules::{
-    Engine, EngineConfig, FileResult, JsonEvent, Matches, OpenPathNeed, RuleLoader, RuleMatching,
-    builtin_registries,
+    Engine, EngineConfig, FileResult, JsonEvent, Matches, OpenPathFilter, OpenPathNeed, RuleLoader,
+    RuleMatching, builtin_registries,
 };
 use anyhow::{Context as _, bail};
 
@@ -183,12 +183,6 @@ pub fn run_validate(args: ValidateArgs, out: &mut dyn Write) -> anyhow::Result<E
 
 /// What `run` would do with opens under these rules (see `capture.path_filter`).
 fn write_open_path_need(out: &mut dyn Write, need: &OpenPathNeed) -> anyhow::Result<()> {
-    let show = |v: &[Vec<u8>]| -> String {
-        v.iter()
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     match need {
         OpenPathNeed::All { rule, why } => writeln!(
             out,
@@ -198,9 +192,9 @@ fn write_open_path_need(out: &mut dyn Write, need: &OpenPathNeed) -> anyhow::Res
             out,
             "open path filter: on, {} prefixes [{}] and {} suffixes [{}]",
             f.prefixes.len(),
-            show(&f.prefixes),
+            OpenPathFilter::atoms_text(&f.prefixes),
             f.suffixes.len(),
-            show(&f.suffixes)
+            OpenPathFilter::atoms_text(&f.suffixes)
         )?,
     }
     Ok(())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aerie_alert::{Alert, AlertParts, Priority, Timestamp};
-use aerie_rules::{EngineConfig, OpenPathNeed};
+use aerie_rules::{EngineConfig, OpenPathFilter, OpenPathNeed};
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -166,16 +166,10 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
                 // Sending every open is always correct, only slower.
                 eprintln!("aerie-detector: open path filter off: {e}; every open is sent");
             } else {
-                let show = |v: &[Vec<u8>]| -> String {
-                    v.iter()
-                        .map(|a| String::from_utf8_lossy(a).into_owned())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                };
                 eprintln!(
                     "aerie-detector: open path filter on: opens are sent when their path starts with [{}] or ends with [{}] (or is relative or not normalized)",
-                    show(&f.prefixes),
-                    show(&f.suffixes)
+                    OpenPathFilter::atoms_text(&f.prefixes),
+                    OpenPathFilter::atoms_text(&f.suffixes)
                 );
             }
         }
