@@ -262,39 +262,50 @@ impl Need {
     }
 }
 
+/// The events a condition is analysed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Ctx<'a> {
+    /// open, openat, creat and close: the path is the raw argument (or the opened one).
+    OpenFamily,
+    /// Another event type that takes an fd: `fd.*` names the fd's opened path.
+    Type(&'a str),
+    /// Any event type (an untyped rule).
+    Unknown,
+}
+
 /// Memoized analysis over one engine's macros.
 struct Analysis<'a> {
     prog: &'a Program,
-    open_memo: HashMap<u32, Need>,
+    open_memo: HashMap<(u32, Ctx<'a>), Need>,
     safe_memo: HashMap<(u32, Option<&'a str>), bool>,
 }
 
 impl<'a> Analysis<'a> {
-    /// What `node` needs of the path when the event is an open or a close.
-    fn open_need(&mut self, node: &Node) -> Need {
+    /// What `node` needs of the event's (opened) path on `ctx` events.
+    fn open_need(&mut self, node: &Node, ctx: Ctx<'a>) -> Need {
         match node {
             Node::Const(false) => Need::none(),
             Node::Const(true) | Node::Not(_) => Need::Any,
             Node::And(items) => items
                 .iter()
-                .map(|n| self.open_need(n))
+                .map(|n| self.open_need(n, ctx))
                 .min_by_key(Need::cost)
                 .unwrap_or(Need::Any),
             Node::Or(items) => items
                 .iter()
-                .fold(Need::none(), |acc, n| acc.union(self.open_need(n))),
+                .fold(Need::none(), |acc, n| acc.union(self.open_need(n, ctx))),
             Node::Macro(i) => {
-                if let Some(n) = self.open_memo.get(i) {
+                if let Some(n) = self.open_memo.get(&(*i, ctx)) {
                     return n.clone();
                 }
                 let n = match self.prog.macros.get(*i as usize) {
-                    Some(m) => self.open_need(m),
+                    Some(m) => self.open_need(m, ctx),
                     None => Need::Any,
                 };
-                self.open_memo.insert(*i, n.clone());
+                self.open_memo.insert((*i, ctx), n.clone());
                 n
             }
-            Node::Check(c) => check_need(c),
+            Node::Check(c) => check_need(c, ctx),
         }
     }
 
@@ -363,14 +374,19 @@ enum PathPart {
     Filename,
 }
 
-fn path_part(c: &Check) -> Option<PathPart> {
+fn path_part(c: &Check, ctx: Ctx<'_>) -> Option<PathPart> {
     if !c.lhs.transforms.is_empty() {
         return None;
     }
     let f = &c.lhs.field;
     match (f.info.name, &f.arg) {
         ("fd.name" | "fd.nameraw", _) => Some(PathPart::Whole),
-        ("evt.arg" | "evt.rawarg", OwnedArg::Key(k)) if &**k == "name" => Some(PathPart::Whole),
+        // The open family's path argument; other events' `name` arguments are other paths.
+        ("evt.arg" | "evt.rawarg", OwnedArg::Key(k))
+            if &**k == "name" && ctx == Ctx::OpenFamily =>
+        {
+            Some(PathPart::Whole)
+        }
         ("fd.directory", _) => Some(PathPart::Directory),
         ("fd.filename", _) => Some(PathPart::Filename),
         _ => None,
@@ -393,16 +409,17 @@ fn always_sent_with(needle: &[u8]) -> bool {
         .any(|w| w == b"//" || w == b"/." || w == b"..")
 }
 
-fn check_need(c: &Check) -> Need {
+fn check_need(c: &Check, ctx: Ctx<'_>) -> Need {
     if let Some(types) = &c.evt_types {
-        // `evt.type in (...)` without an open-family type is false on opens and closes.
-        return if types.iter().any(|t| OPEN_FAMILY.contains(&t.as_str())) {
-            Need::Any
-        } else {
-            Need::none()
+        // `evt.type in (...)` without the analysed types is false on them.
+        let may_hold = match ctx {
+            Ctx::OpenFamily => types.iter().any(|t| OPEN_FAMILY.contains(&t.as_str())),
+            Ctx::Type(ty) => types.iter().any(|t| t == ty),
+            Ctx::Unknown => true,
         };
+        return if may_hold { Need::Any } else { Need::none() };
     }
-    let Some(part) = path_part(c) else {
+    let Some(part) = path_part(c, ctx) else {
         return Need::Any;
     };
     match (part, c.op) {
@@ -534,8 +551,8 @@ fn rule_need<'a>(a: &mut Analysis<'a>, rule: &'a CompiledRule) -> Result<Need, S
     let node = rule.node();
     let types = rule.event_types.as_ref();
     let on_open = types.is_none_or(|t| t.iter().any(|t| OPEN_FAMILY.contains(&t.as_str())));
-    let need = if on_open {
-        a.open_need(node)
+    let mut need = if on_open {
+        a.open_need(node, Ctx::OpenFamily)
     } else {
         Need::none()
     };
@@ -558,12 +575,20 @@ fn rule_need<'a>(a: &mut Analysis<'a>, rule: &'a CompiledRule) -> Result<Need, S
     if others.is_empty() || (!a.reads_fd(node, &mut Vec::new()) && !rule.output.contains("%fd.")) {
         return Ok(need);
     }
+    // On another fd-taking event, a kept open's fd is unknown to user space: fine when the
+    // rule requires a non-file fd, or bounds the fd's path (those opens are then sent).
     for ty in others {
-        if !a.requires_non_file(node, ty) {
-            return Err(format!(
-                "reads fd.* on {} events without requiring a non-file fd (fd.type), so it needs every open's fd",
-                ty.unwrap_or("all")
-            ));
+        if a.requires_non_file(node, ty) {
+            continue;
+        }
+        match a.open_need(node, ty.map_or(Ctx::Unknown, Ctx::Type)) {
+            Need::Any => {
+                return Err(format!(
+                    "reads fd.* on {} events without requiring a non-file fd (fd.type) or bounding fd.name, so it needs every open's fd",
+                    ty.unwrap_or("all")
+                ));
+            }
+            n => need = need.union(n),
         }
     }
     Ok(need)

@@ -141,9 +141,22 @@ fn fd_readers_on_other_events_must_exclude_files() {
         ),
         rule("e", "evt.type = execve and proc.name = x", "%proc.name"),
         rule("o", "evt.type = openat2 and fd.name = /a", "%fd.name"),
+        // A bounded fd.name on another event: those files' opens are sent, so known.
+        rule(
+            "w",
+            "evt.type = write and fd.name startswith /y and proc.name = x",
+            "%fd.name",
+        ),
+        rule("u", "fd.filename = z and proc.name = x", "%fd.name"),
     ]
     .concat();
-    assert_eq!(paths(need(&text)), (vec!["/x".to_string()], vec![]));
+    assert_eq!(
+        paths(need(&text)),
+        (
+            vec!["/x".to_string(), "/y".to_string()],
+            vec!["/z".to_string()]
+        )
+    );
 }
 
 #[test]
