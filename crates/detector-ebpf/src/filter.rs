@@ -135,10 +135,12 @@ pub fn keep_in_kernel(pf: &PathFilter, p: *const u8, len: usize) -> bool {
 
 /// Whether an open with these arguments may have returned a directory: not when it was for
 /// writing or creating (the kernel answers EISDIR), which skips six dependent kernel reads.
+/// O_PATH ignores the access mode and O_CREAT, so it may always be a directory.
 #[inline(always)]
 pub fn may_be_dir(capture_entry: u8, args: &[u64; 6]) -> bool {
     const O_ACCMODE: u64 = 0o3;
     const O_CREAT: u64 = 0o100;
+    const O_PATH: u64 = 0o10000000;
     let which = (capture_entry >> spec::OPEN_FLAGS_SHIFT) & 7;
     if which == spec::OPEN_NEVER_DIR {
         return false;
@@ -147,7 +149,7 @@ pub fn may_be_dir(capture_entry: u8, args: &[u64; 6]) -> bool {
         return true;
     }
     let flags = args[((which - 1) & 7) as usize % 6];
-    flags & O_ACCMODE == 0 && flags & O_CREAT == 0
+    flags & O_PATH != 0 || (flags & O_ACCMODE == 0 && flags & O_CREAT == 0)
 }
 
 /// Whether descriptor `fd` of the current task is a directory (or cannot be told).

@@ -97,6 +97,7 @@ async fn opens_no_rule_can_match_stay_in_the_kernel_with_their_closes() {
     std::fs::write(dir.path("plain"), b"x").expect("write");
     std::fs::write(dir.path("syslog"), b"x").expect("write");
     std::fs::create_dir_all(dir.path("sub")).expect("mkdir");
+    std::fs::create_dir_all(dir.path("opath")).expect("mkdir");
     let mut cap = start(&["openat", "close", "dup2", "socket"]);
     cap.set_path_filter(Some(&aerie_rules::OpenPathFilter {
         prefixes: vec![b"/etc".to_vec()],
@@ -136,6 +137,10 @@ async fn opens_no_rule_can_match_stay_in_the_kernel_with_their_closes() {
     let rel = unsafe { libc::openat(sub, c("../plain").as_ptr(), libc::O_RDONLY) };
     close(rel);
     close(sub);
+    // O_PATH ignores the access mode: a "write" open of a directory succeeds, and is sent.
+    let opath = open(&dir.path("opath"), libc::O_PATH | libc::O_WRONLY);
+    assert!(opath >= 0);
+    close(opath);
     // 3. a filtered descriptor replaced by a socket through dup2: its close must be sent,
     //    or user space would keep the socket under that number forever.
     let reused = open(&dir.path("plain"), libc::O_RDONLY);
@@ -193,13 +198,14 @@ async fn opens_no_rule_can_match_stay_in_the_kernel_with_their_closes() {
         dir.path("syslog"),
         format!("{dir_path}/./plain"),
         dir.path("sub"),
+        dir.path("opath"),
         "../plain".to_string(),
         "/etc/passwd".to_string(),
     ] {
         assert!(opens.contains(&sent), "{sent} must be sent: {opens:?}");
     }
     // Closes: the filtered `plain` fd's close stays; every other close is sent.
-    for fd in [etc, log, dotted, sub, rel, reused, sock, end] {
+    for fd in [etc, log, dotted, sub, rel, opath, reused, sock, end] {
         assert!(closes.contains(&fd), "close({fd}) must be sent: {closes:?}");
     }
     let after = cap.counters().expect("counters");
@@ -211,10 +217,10 @@ async fn opens_no_rule_can_match_stay_in_the_kernel_with_their_closes() {
         after.filtered_closes > before.filtered_closes,
         "the filtered close counted: {before:?} -> {after:?}"
     );
-    // Descriptor numbers are reused, so check by count: 10 closes made, 8 sent.
+    // Descriptor numbers are reused, so check by count: 11 closes made, 9 sent.
     assert_eq!(
         closes.len(),
-        8,
+        9,
         "every close but the two filtered ones: {closes:?}"
     );
 
