@@ -24,6 +24,8 @@ const OPEN_FAMILY: [&str; 4] = ["open", "openat", "creat", "close"];
 /// may read `fd.*` freely. Anything not listed is assumed to take one.
 const FDLESS: &[&str] = &[
     "execve",
+    // Its dirfd is a directory, or with AT_EMPTY_PATH the executed file, whose fd.* the
+    // detector does not attach to the event.
     "execveat",
     "clone",
     "clone3",
@@ -85,9 +87,7 @@ const FDLESS: &[&str] = &[
     "mkdirat",
     "mknodat",
     "symlinkat",
-    "linkat",
     "fchmodat",
-    "fchownat",
 ];
 
 /// Path prefixes and suffixes (raw bytes) that some rule can match.
@@ -338,12 +338,12 @@ impl<'a> Analysis<'a> {
         }
     }
 
-    /// Whether `node` reads any `fd.*` field.
-    fn reads_fd(&self, node: &Node, seen: &mut Vec<u32>) -> bool {
+    /// Whether `node` reads a field `wanted` accepts.
+    fn reads(&self, node: &Node, wanted: fn(&str) -> bool, seen: &mut Vec<u32>) -> bool {
         match node {
             Node::Const(_) => false,
-            Node::Not(n) => self.reads_fd(n, seen),
-            Node::And(items) | Node::Or(items) => items.iter().any(|n| self.reads_fd(n, seen)),
+            Node::Not(n) => self.reads(n, wanted, seen),
+            Node::And(items) | Node::Or(items) => items.iter().any(|n| self.reads(n, wanted, seen)),
             Node::Macro(i) => {
                 if seen.contains(i) {
                     return false;
@@ -352,18 +352,30 @@ impl<'a> Analysis<'a> {
                 self.prog
                     .macros
                     .get(*i as usize)
-                    .is_some_and(|m| self.reads_fd(m, seen))
+                    .is_some_and(|m| self.reads(m, wanted, seen))
             }
             Node::Check(c) => {
-                is_fd_field(c.lhs.field.info.name)
-                    || matches!(&c.rhs, Rhs::Field(o) if is_fd_field(o.field.info.name))
+                wanted(c.lhs.field.info.name)
+                    || matches!(&c.rhs, Rhs::Field(o) if wanted(o.field.info.name))
             }
         }
     }
 }
 
+/// Fields resolved through the event's descriptor: `fd.*`, and `fs.path.*`, which an `*at`
+/// call with AT_EMPTY_PATH (linkat, fchownat) resolves through a file's fd.
 fn is_fd_field(name: &str) -> bool {
-    name.starts_with("fd.")
+    name.starts_with("fd.") || name.starts_with("fs.path.")
+}
+
+/// Fields read from the process's whole fd table, on any event: a kept open leaves them
+/// wrong (`proc.stdin.name` after `cat < /tmp/x`), so a rule using one needs every open.
+fn reads_fd_table(name: &str) -> bool {
+    name.starts_with("fd.types")
+        || name.starts_with("proc.stdin.")
+        || name.starts_with("proc.stdout.")
+        || name.starts_with("proc.stderr.")
+        || name.starts_with("proc.fd")
 }
 
 /// Which path a field names on an open or close event.
@@ -460,12 +472,12 @@ fn check_need(c: &Check, ctx: Ctx<'_>) -> Need {
     }
 }
 
-/// Files directly in `dir` start with `dir/`.
+/// Files directly in `dir` start with `dir/`, and a directory's own fd has `fd.directory`
+/// equal to its path: `dir` itself (without a trailing `/`) covers both.
 fn dir_prefix(mut dir: Vec<u8>) -> Vec<u8> {
-    while dir.last() == Some(&b'/') {
+    while dir.len() > 1 && dir.last() == Some(&b'/') {
         dir.pop();
     }
-    dir.push(b'/');
     dir
 }
 
@@ -479,7 +491,11 @@ fn glob_need(pat: &[u8]) -> Need {
     if head > 0 {
         return Need::prefixes([pat[..head].to_vec()]);
     }
-    let tail = pat.iter().rposition(meta).map_or(0, |i| i + 1);
+    // `]` ends a class: what follows the last `[` or `]` is literal.
+    let tail = pat
+        .iter()
+        .rposition(|b| meta(b) || *b == b']')
+        .map_or(0, |i| i + 1);
     if tail < pat.len() && !pat[..tail].contains(&b'\\') {
         return Need::suffixes([pat[tail..].to_vec()]);
     }
@@ -549,6 +565,18 @@ impl Engine {
 /// needs every open.
 fn rule_need<'a>(a: &mut Analysis<'a>, rule: &'a CompiledRule) -> Result<Need, String> {
     let node = rule.node();
+    let output_reads = |wanted: fn(&str) -> bool| {
+        rule.output
+            .split('%')
+            .skip(1)
+            .any(|f| wanted(f.trim_start_matches('(')))
+    };
+    if a.reads(node, reads_fd_table, &mut Vec::new()) || output_reads(reads_fd_table) {
+        return Err(
+            "reads the process's fd table (proc.stdin/stdout/stderr, proc.fd*, fd.types), which kept opens would leave incomplete"
+                .into(),
+        );
+    }
     let types = rule.event_types.as_ref();
     let on_open = types.is_none_or(|t| t.iter().any(|t| OPEN_FAMILY.contains(&t.as_str())));
     let mut need = if on_open {
@@ -572,7 +600,9 @@ fn rule_need<'a>(a: &mut Analysis<'a>, rule: &'a CompiledRule) -> Result<Need, S
             .map(Some)
             .collect(),
     };
-    if others.is_empty() || (!a.reads_fd(node, &mut Vec::new()) && !rule.output.contains("%fd.")) {
+    if others.is_empty()
+        || (!a.reads(node, is_fd_field, &mut Vec::new()) && !output_reads(is_fd_field))
+    {
         return Ok(need);
     }
     // On another fd-taking event, a kept open's fd is unknown to user space: fine when the

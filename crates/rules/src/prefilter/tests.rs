@@ -70,13 +70,13 @@ fn path_checks_become_prefixes_and_suffixes() {
     assert_eq!(
         p,
         [
-            "/bin/",
+            "/bin",
             "/dev/kmem",
             "/dev/mem",
             "/etc",
             "/proc/",
             "/root",
-            "/usr/sbin/",
+            "/usr/sbin",
             "/var/run"
         ]
     );
@@ -110,6 +110,8 @@ fn rules_that_can_match_any_path_need_every_open() {
             "evt.type = openat and tolower(fd.name) startswith /etc",
             "x",
         ),
+        // The tail after a character class is not a literal suffix.
+        ("evt.type = openat and fd.name glob '*.[ch]'", "x"),
     ] {
         match need(&rule("broad", cond, out)) {
             OpenPathNeed::All { rule, why } => {
@@ -221,4 +223,42 @@ fn a_rule_on_every_absolute_path_is_named() {
         "%fd.name",
     );
     assert_eq!(paths(need(&text)), (vec![], vec![]));
+}
+
+#[test]
+fn fd_table_wide_fields_need_every_open() {
+    for (cond, out) in [
+        ("evt.type = execve and proc.stdin.name startswith /tmp", "x"),
+        ("evt.type = execve and proc.name = cat", "%proc.stdout.type"),
+        ("evt.type = read and proc.fdopencount > 100", "x"),
+        ("evt.type = execve and fd.types intersects (file)", "x"),
+    ] {
+        match need(&rule("table", cond, out)) {
+            OpenPathNeed::All { rule, why } => {
+                assert_eq!(rule, "table");
+                assert!(why.contains("fd table"), "{cond}: {why}");
+            }
+            p => panic!("{cond} {out}: {p:?}"),
+        }
+    }
+    // linkat may take a file's descriptor (AT_EMPTY_PATH): not fd-less.
+    match need(&rule(
+        "ln",
+        "evt.type = linkat and proc.name = x",
+        "%fs.path.source",
+    )) {
+        OpenPathNeed::All { why, .. } => assert!(why.contains("linkat"), "{why}"),
+        p => panic!("{p:?}"),
+    }
+}
+
+#[test]
+fn a_directory_atom_covers_the_directory_itself() {
+    let text = rule(
+        "pam",
+        "evt.type = openat and fd.directory = /etc/pam.d/",
+        "x",
+    );
+    // `fd.directory` of an fd of /etc/pam.d itself is /etc/pam.d.
+    assert_eq!(paths(need(&text)), (vec!["/etc/pam.d".to_string()], vec![]));
 }
