@@ -229,17 +229,10 @@ fn slowdown(
             b = run_all()?;
         }
         println!(
-            "  round {} ({}): open/close kept {:.0} ns/pair -> {:.0}, sent {:.0} -> {:.0}; spawn {:.0} us -> {:.0}; close(-1) {:.0} ns -> {:.0}  (detector CPU {det_cpu:.0}%, ready in {:.2} s, drops {drops})",
+            "  round {} ({}): {}  (detector CPU {det_cpu:.0}%, ready in {:.2} s, drops {drops})",
             round + 1,
             if baseline_first { "AB" } else { "BA" },
-            b[0] * 1e9,
-            a[0] * 1e9,
-            b[1] * 1e9,
-            a[1] * 1e9,
-            b[2] * 1e6,
-            a[2] * 1e6,
-            b[3] * 1e9,
-            a[3] * 1e9,
+            slowdown_line(&b, &a, 0),
             startup.as_secs_f64()
         );
         for k in 0..4 {
@@ -249,23 +242,30 @@ fn slowdown(
     }
     let b = base.map(median);
     let a = att.map(median);
-    println!(
-        "  medians: open/close kept {:.1} -> {:.1} ns/pair, sent {:.1} -> {:.1} ns/pair; spawn {:.1} -> {:.1} us; close(-1) {:.1} -> {:.1} ns",
-        b[0] * 1e9,
-        a[0] * 1e9,
-        b[1] * 1e9,
-        a[1] * 1e9,
-        b[2] * 1e6,
-        a[2] * 1e6,
-        b[3] * 1e9,
-        a[3] * 1e9
-    );
+    println!("  medians: {}", slowdown_line(&b, &a, 1));
     Ok(Slowdown {
         open_kept: a[0] / b[0],
         open_sent: a[1] / b[1],
         spawn: a[2] / b[2],
         bad_close: a[3] / b[3],
     })
+}
+
+/// Baseline -> attached of the four loops (seconds per operation), `digits` decimals.
+fn slowdown_line(b: &[f64; 4], a: &[f64; 4], digits: usize) -> String {
+    let ns = |x: f64| format!("{:.digits$}", x * 1e9);
+    let us = |x: f64| format!("{:.digits$}", x * 1e6);
+    format!(
+        "open/close kept {} -> {} ns/pair, sent {} -> {} ns/pair; spawn {} -> {} us; close(-1) {} -> {} ns",
+        ns(b[0]),
+        ns(a[0]),
+        ns(b[1]),
+        ns(a[1]),
+        us(b[2]),
+        us(a[2]),
+        ns(b[3]),
+        ns(a[3])
+    )
 }
 
 fn per(d: Duration, n: usize) -> f64 {
