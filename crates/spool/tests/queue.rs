@@ -525,9 +525,13 @@ fn async_api_is_send_for_tokio_spawn() {
     let mut r = spool.reader("out").unwrap();
     let append = spool.append_async(b"x");
     assert_send(&append);
-    assert_send(&spool.append_batch_async(&[b"y"]));
+    let batch = spool.append_batch_async(&[b"y"]);
+    assert_send(&batch);
     assert_send(&r);
     assert_eq!(block_on(append).unwrap(), 0);
+    // Both are queued at creation, but only an awaited append is known to be durable (and
+    // so readable): `y` may commit in a later group than `x`.
+    assert_eq!(block_on(batch).unwrap().start, 1);
     {
         let next = r.next_batch(10);
         assert_send_ref(&next);
