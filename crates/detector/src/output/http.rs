@@ -154,7 +154,9 @@ fn build_client(cfg: &HttpOutputConfig) -> anyhow::Result<reqwest::Client> {
         .use_rustls_tls()
         .timeout(Duration::from_millis(cfg.timeout_ms))
         .connect_timeout(Duration::from_millis(cfg.timeout_ms.min(3_000)))
-        .pool_idle_timeout(Duration::from_secs(90))
+        // Below aerie-router's default request_timeout (10 s), after which it closes an idle
+        // keep-alive connection: reusing one just as it closes fails that POST (then retried).
+        .pool_idle_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(1)
         .user_agent(concat!("aerie-detector/", env!("CARGO_PKG_VERSION")));
     let tls = &cfg.tls;
