@@ -385,9 +385,7 @@ pub struct KernelOffsets {
     pub task_files: u32,
     pub files_fdt: u32,
     pub fdtable_fd: u32,
-    pub fdtable_max_fds: u32,
     pub inode_i_mode: u32,
-    pub _pad_offsets: u32,
 }
 
 /// Runtime configuration, entry 0 of the `CONFIG` array map.

@@ -331,6 +331,11 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
             return Some(());
         }
     }
+    if sp.enabled & spec::NEW_FD != 0 {
+        // The descriptor is user space's now: its close must be sent (a kept open marks
+        // it again below).
+        filter::take_filtered(tgid, ret);
+    }
     if sp.capture_entry != 0 {
         let tid = pid_tgid as u32;
         let mut found = false;
@@ -353,9 +358,6 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
                 v.hdr.kind = 0;
             }
         }
-        if sp.enabled & spec::NEW_FD != 0 {
-            filter::take_filtered(tgid, ret);
-        }
         // A stale small entry (its exit was never seen) must not hide a fresh big one.
         if !found && let Some(v) = INFLIGHT_BIG.get_ptr_mut(tid) {
             // SAFETY: as above.
@@ -371,10 +373,6 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
             });
         }
         return Some(());
-    }
-    if sp.enabled & spec::NEW_FD != 0 {
-        // The descriptor is user space's now: its close must be sent.
-        filter::take_filtered(tgid, ret);
     }
     // Exit-only syscall. Output addresses (accept) are read now, into slot SYS_EXIT_ADDR.
     let mut out_addr = 0usize;

@@ -9,8 +9,11 @@
 //! regex, a `contains` of an ordinary word) makes the rule need every open.
 //!
 //! A kept-in-kernel open also leaves its fd unknown to user space, so a rule on any other
-//! event type that reads `fd.*` must require a non-file fd (`fd.type in (ipv4, ipv6)`).
+//! event type that reads `fd.*` must require a non-file fd (`fd.type in (ipv4, ipv6)`) or
+//! bound the fd's path (its atoms join the filter), and no rule may read the whole fd table
+//! (`proc.stdin.name`).
 
+use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::condition::ast::Op;
@@ -225,16 +228,18 @@ impl Need {
         }
     }
 
-    /// A rough cost for choosing among the conjuncts of an `and`: a longer shortest atom
-    /// lets fewer opens through (`/etc/shadow` beats `/etc`, which every dynamic exec
-    /// opens through `/etc/ld.so.cache`); then fewer atoms mean fewer compares.
-    fn cost(&self) -> (usize, usize) {
+    /// A rough cost for choosing among the conjuncts of an `and`: any bound beats none; a
+    /// longer shortest atom lets fewer opens through (`/etc/shadow` beats `/etc`, which
+    /// every dynamic exec opens through `/etc/ld.so.cache`); then fewer atoms mean fewer
+    /// compares. No atom at all (never holds) is cheapest.
+    fn cost(&self) -> (bool, Reverse<usize>, usize) {
         match self {
-            Need::Any => (usize::MAX, usize::MAX),
+            Need::Any => (true, Reverse(0), usize::MAX),
             Need::Paths { prefixes, suffixes } => {
                 let shortest = prefixes.iter().chain(suffixes).map(Vec::len).min();
                 (
-                    usize::MAX - 1 - shortest.unwrap_or(usize::MAX - 1),
+                    false,
+                    Reverse(shortest.unwrap_or(usize::MAX)),
                     prefixes.len() + suffixes.len(),
                 )
             }
@@ -439,10 +444,6 @@ fn check_need(c: &Check, ctx: Ctx<'_>) -> Need {
             literals(&c.rhs).map_or(Need::Any, Need::prefixes)
         }
         (PathPart::Whole, Op::EndsWith) => literals(&c.rhs).map_or(Need::Any, Need::suffixes),
-        (PathPart::Whole, Op::PMatch) => match &c.rhs {
-            Rhs::Paths(set) => Need::prefixes(set.iter().map(<[u8]>::to_vec)),
-            _ => Need::Any,
-        },
         (PathPart::Whole, Op::Glob) => match &c.rhs {
             Rhs::Glob(pat) => glob_need(pat),
             _ => Need::Any,
@@ -456,10 +457,11 @@ fn check_need(c: &Check, ctx: Ctx<'_>) -> Need {
             .map_or(Need::Any, |dirs| {
                 Need::prefixes(dirs.into_iter().map(dir_prefix))
             }),
+        // A directory under D, or a path under it, starts with D.
         (PathPart::Directory, Op::StartsWith | Op::BStartsWith) => {
             literals(&c.rhs).map_or(Need::Any, Need::prefixes)
         }
-        (PathPart::Directory, Op::PMatch) => match &c.rhs {
+        (PathPart::Whole | PathPart::Directory, Op::PMatch) => match &c.rhs {
             Rhs::Paths(set) => Need::prefixes(set.iter().map(<[u8]>::to_vec)),
             _ => Need::Any,
         },
@@ -530,22 +532,10 @@ impl Engine {
             .filter(|r| r.enabled && r.source == "syscall")
         {
             match rule_need(&mut a, rule) {
-                Ok(Need::Paths {
-                    prefixes: p,
-                    suffixes: s,
-                }) => {
-                    let every = |a: &Vec<u8>| a.is_empty() || a.as_slice() == b"/";
-                    if p.iter().any(every) || s.iter().any(Vec::is_empty) {
-                        return OpenPathNeed::All {
-                            rule: rule.name.clone(),
-                            why: "can match an open of any absolute path (a path prefix of /)"
-                                .into(),
-                        };
-                    }
+                Ok((p, s)) => {
                     prefixes.extend(p);
                     suffixes.extend(s);
                 }
-                Ok(Need::Any) => {}
                 Err(why) => {
                     return OpenPathNeed::All {
                         rule: rule.name.clone(),
@@ -561,9 +551,14 @@ impl Engine {
     }
 }
 
-/// The paths `rule` can match on opens and closes (never `Need::Any`); `Err` says why it
-/// needs every open.
-fn rule_need<'a>(a: &mut Analysis<'a>, rule: &'a CompiledRule) -> Result<Need, String> {
+const ANY_PATH: &str =
+    "can match an open or close of any path (no fd.name prefix, suffix or directory bounds it)";
+
+/// Path prefixes and suffixes.
+type Atoms = (BTreeSet<Vec<u8>>, BTreeSet<Vec<u8>>);
+
+/// The path prefixes and suffixes `rule` can match; `Err` says why it needs every open.
+fn rule_need<'a>(a: &mut Analysis<'a>, rule: &'a CompiledRule) -> Result<Atoms, String> {
     let node = rule.node();
     let output_reads = |wanted: fn(&str) -> bool| {
         rule.output
@@ -585,10 +580,7 @@ fn rule_need<'a>(a: &mut Analysis<'a>, rule: &'a CompiledRule) -> Result<Need, S
         Need::none()
     };
     if need == Need::Any {
-        return Err(
-            "can match an open or close of any path (no fd.name prefix, suffix or directory bounds it)"
-                .into(),
-        );
+        return Err(ANY_PATH.into());
     }
     let others: Vec<Option<&'a str>> = match types {
         None => vec![None],
@@ -600,14 +592,10 @@ fn rule_need<'a>(a: &mut Analysis<'a>, rule: &'a CompiledRule) -> Result<Need, S
             .map(Some)
             .collect(),
     };
-    if others.is_empty()
-        || (!a.reads(node, is_fd_field, &mut Vec::new()) && !output_reads(is_fd_field))
-    {
-        return Ok(need);
-    }
+    let reads_fd = a.reads(node, is_fd_field, &mut Vec::new()) || output_reads(is_fd_field);
     // On another fd-taking event, a kept open's fd is unknown to user space: fine when the
     // rule requires a non-file fd, or bounds the fd's path (those opens are then sent).
-    for ty in others {
+    for ty in others.into_iter().filter(|_| reads_fd) {
         if a.requires_non_file(node, ty) {
             continue;
         }
@@ -621,7 +609,14 @@ fn rule_need<'a>(a: &mut Analysis<'a>, rule: &'a CompiledRule) -> Result<Need, S
             n => need = need.union(n),
         }
     }
-    Ok(need)
+    let Need::Paths { prefixes, suffixes } = need else {
+        return Err(ANY_PATH.into());
+    };
+    let every = |a: &Vec<u8>| a.is_empty() || a.as_slice() == b"/";
+    if prefixes.iter().any(every) || suffixes.iter().any(Vec::is_empty) {
+        return Err("can match an open of any absolute path (a path prefix of /)".into());
+    }
+    Ok((prefixes, suffixes))
 }
 
 #[cfg(test)]

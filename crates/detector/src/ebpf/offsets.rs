@@ -111,9 +111,7 @@ pub fn resolve(btf: &Btf) -> ResolvedOffsets {
         task_files: get("task_struct.files", "task_struct", &["files"]),
         files_fdt: get("files_struct.fdt", "files_struct", &["fdt"]),
         fdtable_fd: get("fdtable.fd", "fdtable", &["fd"]),
-        fdtable_max_fds: get("fdtable.max_fds", "fdtable", &["max_fds"]),
         inode_i_mode: get("inode.i_mode", "inode", &["i_mode"]),
-        _pad_offsets: 0,
     };
     ResolvedOffsets {
         offsets,

@@ -34,8 +34,8 @@ pub fn encode(f: &OpenPathFilter) -> Result<PathFilter, CaptureError> {
         ))
     })?;
     let mut out = PathFilter::disabled();
+    // `fit` has cut every atom to the bytes the kernel compares.
     for (i, p) in f.prefixes.iter().enumerate() {
-        let p = &p[..p.len().min(PREFIX_BYTES)];
         let (mut bytes, mut mask) = ([0u8; PREFIX_BYTES], [0u8; PREFIX_BYTES]);
         bytes[..p.len()].copy_from_slice(p);
         mask[..p.len()].fill(0xff);
@@ -43,7 +43,6 @@ pub fn encode(f: &OpenPathFilter) -> Result<PathFilter, CaptureError> {
         out.prefix_mask[i] = words(&mask);
     }
     for (i, s) in f.suffixes.iter().enumerate() {
-        let s = &s[s.len().saturating_sub(SUFFIX_BYTES)..];
         let (mut bytes, mut mask) = ([0u8; SUFFIX_BYTES], [0u8; SUFFIX_BYTES]);
         bytes[SUFFIX_BYTES - s.len()..].copy_from_slice(s);
         mask[SUFFIX_BYTES - s.len()..].fill(0xff);

@@ -81,13 +81,13 @@ impl Metrics {
         self.ready.load(Ordering::Relaxed)
     }
 
-    /// Replace the kernel drop counter for `reason` with its current total.
     /// Totals of opens and closes kept in the kernel by the path filter.
     pub fn set_kernel_filtered(&self, opens: u64, closes: u64) {
         self.kernel_filtered_opens.store(opens, Ordering::Relaxed);
         self.kernel_filtered_closes.store(closes, Ordering::Relaxed);
     }
 
+    /// Replace the kernel drop counter for `reason` with its current total.
     pub fn set_kernel_drops(&self, reason: &str, total: u64) {
         let mut m = lock(&self.kernel_drops);
         match m.get_mut(reason) {

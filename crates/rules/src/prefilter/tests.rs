@@ -29,6 +29,14 @@ fn paths(n: OpenPathNeed) -> (Vec<String>, Vec<String>) {
     }
 }
 
+/// The rule named and the reason, of a need for every open.
+fn all_of(n: OpenPathNeed) -> (String, String) {
+    match n {
+        OpenPathNeed::All { rule, why } => (rule, why),
+        p => panic!("expected every open to be needed: {p:?}"),
+    }
+}
+
 #[test]
 fn path_checks_become_prefixes_and_suffixes() {
     let text = [
@@ -113,23 +121,17 @@ fn rules_that_can_match_any_path_need_every_open() {
         // The tail after a character class is not a literal suffix.
         ("evt.type = openat and fd.name glob '*.[ch]'", "x"),
     ] {
-        match need(&rule("broad", cond, out)) {
-            OpenPathNeed::All { rule, why } => {
-                assert_eq!(rule, "broad");
-                assert!(why.contains("any path"), "{cond}: {why}");
-            }
-            p => panic!("{cond}: {p:?}"),
-        }
+        let (rule, why) = all_of(need(&rule("broad", cond, out)));
+        assert_eq!(rule, "broad", "{cond}");
+        assert!(why.contains("any path"), "{cond}: {why}");
     }
 }
 
 #[test]
 fn fd_readers_on_other_events_must_exclude_files() {
     let unsafe_rule = rule("w", "evt.type = write and proc.name = x", "%fd.name");
-    match need(&unsafe_rule) {
-        OpenPathNeed::All { rule, why } => assert!(rule == "w" && why.contains("write"), "{why}"),
-        p => panic!("{p:?}"),
-    }
+    let (rule_name, why) = all_of(need(&unsafe_rule));
+    assert!(rule_name == "w" && why.contains("write"), "{why}");
     let text = [
         rule(
             "n",
@@ -209,13 +211,9 @@ fn a_rule_on_every_absolute_path_is_named() {
         rule("root files", "evt.type = openat and fd.directory = /", "x"),
     ]
     .concat();
-    match need(&text) {
-        OpenPathNeed::All { rule, why } => {
-            assert_eq!(rule, "root files");
-            assert!(why.contains("prefix of /"), "{why}");
-        }
-        p => panic!("{p:?}"),
-    }
+    let (rule_name, why) = all_of(need(&text));
+    assert_eq!(rule_name, "root files");
+    assert!(why.contains("prefix of /"), "{why}");
     // A dirfd-only event type may read fd.*: its descriptors are directories, always sent.
     let text = rule(
         "mv",
@@ -233,23 +231,17 @@ fn fd_table_wide_fields_need_every_open() {
         ("evt.type = read and proc.fdopencount > 100", "x"),
         ("evt.type = execve and fd.types intersects (file)", "x"),
     ] {
-        match need(&rule("table", cond, out)) {
-            OpenPathNeed::All { rule, why } => {
-                assert_eq!(rule, "table");
-                assert!(why.contains("fd table"), "{cond}: {why}");
-            }
-            p => panic!("{cond} {out}: {p:?}"),
-        }
+        let (rule, why) = all_of(need(&rule("table", cond, out)));
+        assert_eq!(rule, "table", "{cond} {out}");
+        assert!(why.contains("fd table"), "{cond}: {why}");
     }
     // linkat may take a file's descriptor (AT_EMPTY_PATH): not fd-less.
-    match need(&rule(
+    let (_, why) = all_of(need(&rule(
         "ln",
         "evt.type = linkat and proc.name = x",
         "%fs.path.source",
-    )) {
-        OpenPathNeed::All { why, .. } => assert!(why.contains("linkat"), "{why}"),
-        p => panic!("{p:?}"),
-    }
+    )));
+    assert!(why.contains("linkat"), "{why}");
 }
 
 #[test]
