@@ -68,8 +68,13 @@ fn syscall_args(regs: *const pt_regs) -> [u64; 6] {
 
 #[inline(always)]
 fn self_excluded(cfg: &Config) -> bool {
-    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    cfg.self_tgid != 0 && tgid == cfg.self_tgid
+    excluded(cfg, aya_ebpf::helpers::bpf_get_current_pid_tgid())
+}
+
+/// Whether `pid_tgid` (from `bpf_get_current_pid_tgid`) is the detector's own process.
+#[inline(always)]
+fn excluded(cfg: &Config, pid_tgid: u64) -> bool {
+    cfg.self_tgid != 0 && (pid_tgid >> 32) as u32 == cfg.self_tgid
 }
 
 /// Append a user string at `*pos` (bounded by STR_CAP and the space left).
@@ -315,13 +320,13 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
     let nr = reg(unsafe { &raw const (*regs).orig_rax });
     let sp = spec(nr)?;
     let cfg = config()?;
-    if self_excluded(cfg) {
+    // One helper call for both uses: each costs tens of ns on the kept-open path.
+    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    if excluded(cfg, pid_tgid) {
         return None;
     }
     let ret: i64 = ctx.arg(1);
-    let task = current_task();
     let creds = sp.enabled & spec::CREDS != 0;
-    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if sp.enabled & spec::CLOSES_FD != 0 {
         // SAFETY: address computation only.
@@ -336,6 +341,7 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
         // it again below).
         filter::take_filtered(tgid, ret);
     }
+    let task = current_task();
     if sp.capture_entry != 0 {
         let tid = pid_tgid as u32;
         let mut found = false;
