@@ -7,6 +7,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod calibration;
+#[cfg(target_arch = "bpf")]
 mod filter;
 #[cfg(target_arch = "bpf")]
 mod maps;

@@ -5,8 +5,10 @@
 //!
 //! Reports, from one run:
 //! 1. the slowdown of a tight open/close loop and of a spawn (fork+exec) loop with the
-//!    detector attached against no detector — rounds alternate baseline/attached (ABAB) so
-//!    that drift cancels, and the ratio is taken of the medians;
+//!    detector attached against no detector — rounds alternate baseline/attached (ABBA) so
+//!    that drift cancels, and the figure is the median of the per-round ratios — and the floor of the hook
+//!    design for the open/close loop: calibration programs that do nothing, and that only
+//!    read each open's path (`aerie_detector::ebpf::calibration`);
 //! 2. the highest paced event rate the detector takes with zero kernel drops;
 //! 3. the detector's CPU (utime+stime from /proc) at about 100k events/s;
 //! 4. the detector's RSS before and with 10k live processes tracked;
@@ -26,6 +28,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aerie_detector::ebpf::calibration::{Calibration, HookFloor};
 use anyhow::{Context, Result, bail};
 
 /// ABAB pairs of the slowdown measurement.
@@ -113,17 +116,21 @@ fn bench() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     verdict(
-        "open/close slowdown, path no rule matches (ratio of medians)",
+        "open/close slowdown, path no rule matches (median of per-round ratios)",
         format!("{:.3}x", ratios.open_kept),
         ratios.open_kept <= 1.15,
         "<= 1.15x",
+    );
+    println!(
+        "  hook floor of that loop here (calibration programs, no detector): {:.3}x with empty sys_enter/sys_exit programs, {:.3}x adding one path read from user memory per open",
+        ratios.floor_empty, ratios.floor_read
     );
     println!(
         "  open/close slowdown, path a rule may match (sent to user space): {:.3}x",
         ratios.open_sent
     );
     verdict(
-        "spawn (fork+exec) slowdown (ratio of medians)",
+        "spawn (fork+exec) slowdown (median of per-round ratios)",
         format!("{:.3}x", ratios.spawn),
         ratios.spawn <= 1.25,
         "<= 1.25x",
@@ -171,7 +178,7 @@ fn verdict(what: &str, value: String, ok: bool, target: &str) {
 // ---------------------------------------------------------------------------------------------
 // 1. Slowdown, ABAB.
 
-/// Ratios attached/baseline of the medians.
+/// Medians of the per-round ratios attached/baseline.
 struct Slowdown {
     /// open+close of a path no rule matches (kept in the kernel).
     open_kept: f64,
@@ -179,6 +186,10 @@ struct Slowdown {
     open_sent: f64,
     spawn: f64,
     bad_close: f64,
+    /// open+close of the kept path under the calibration programs (no detector): empty
+    /// `sys_enter`/`sys_exit`, and empty plus one path read per open.
+    floor_empty: f64,
+    floor_read: f64,
 }
 
 fn slowdown(
@@ -198,6 +209,8 @@ fn slowdown(
     // Per measured loop: baseline and attached seconds per operation, each round.
     let mut base: [Vec<f64>; 4] = Default::default();
     let mut att: [Vec<f64>; 4] = Default::default();
+    // Per round: attached/baseline of the four loops, then the two floors/baseline.
+    let mut ratio: [Vec<f64>; 6] = Default::default();
     let run_all = || -> Result<[f64; 4]> {
         Ok([
             per(open_close(target, OPEN_CLOSE_PAIRS), OPEN_CLOSE_PAIRS),
@@ -214,6 +227,18 @@ fn slowdown(
         if baseline_first {
             b = run_all()?;
         }
+        // The calibration floors sit between the two halves, next to both.
+        let mut f = [0.0; 2];
+        let mut floors_now = || -> Result<()> {
+            f = [
+                hook_floor(HookFloor::Empty, target)?,
+                hook_floor(HookFloor::PathRead, target)?,
+            ];
+            Ok(())
+        };
+        if baseline_first {
+            floors_now()?;
+        }
         let t = Instant::now();
         let det = Detector::start(exe, &[falco], dir, None)?;
         let startup = t.elapsed();
@@ -226,6 +251,7 @@ fn slowdown(
         let drops = det.scrape().map(|s| s.drops).unwrap_or(0);
         det.stop();
         if !baseline_first {
+            floors_now()?;
             b = run_all()?;
         }
         println!(
@@ -235,20 +261,42 @@ fn slowdown(
             slowdown_line(&b, &a, 0),
             startup.as_secs_f64()
         );
+        println!(
+            "    hook floor, open/close kept: empty programs {:.0} ns/pair, with the path read {:.0} ns/pair",
+            f[0] * 1e9,
+            f[1] * 1e9
+        );
         for k in 0..4 {
             base[k].push(b[k]);
             att[k].push(a[k]);
+            ratio[k].push(a[k] / b[k]);
+        }
+        for k in 0..2 {
+            ratio[4 + k].push(f[k] / b[0]);
         }
     }
     let b = base.map(median);
     let a = att.map(median);
     println!("  medians: {}", slowdown_line(&b, &a, 1));
+    // Each round's halves are adjacent, rounds are not: on a host whose speed drifts
+    // between rounds, the median of per-round ratios is the steadier figure.
+    let r = ratio.map(median);
     Ok(Slowdown {
-        open_kept: a[0] / b[0],
-        open_sent: a[1] / b[1],
-        spawn: a[2] / b[2],
-        bad_close: a[3] / b[3],
+        open_kept: r[0],
+        open_sent: r[1],
+        spawn: r[2],
+        bad_close: r[3],
+        floor_empty: r[4],
+        floor_read: r[5],
     })
+}
+
+/// Seconds per open+close of `path` with only the calibration programs attached.
+fn hook_floor(floor: HookFloor, path: &CString) -> Result<f64> {
+    let attached = Calibration::attach(floor).with_context(|| format!("attaching {floor:?}"))?;
+    let d = open_close(path, OPEN_CLOSE_PAIRS);
+    drop(attached);
+    Ok(per(d, OPEN_CLOSE_PAIRS))
 }
 
 /// Baseline -> attached of the four loops (seconds per operation), `digits` decimals.

@@ -97,3 +97,39 @@ async fn sees_an_exec_with_pid_comm_filename_and_argv() {
     assert_eq!(counters.drop_ring_full, 0, "{counters:?}");
     assert!(counters.received >= 2);
 }
+
+/// The benchmark's calibration programs load, attach as a pair, and go away on drop.
+#[test]
+fn calibration_programs_attach_and_detach() {
+    use aerie_detector::ebpf::calibration::{Calibration, HookFloor};
+    if !ebpf_support::root_or_skip("ebpf_smoke calibration") {
+        return;
+    }
+    let before = bpf_prog_fds();
+    for floor in [HookFloor::Empty, HookFloor::PathRead] {
+        let attached = Calibration::attach(floor).unwrap_or_else(|e| panic!("{floor:?}: {e}"));
+        // Both programs are loaded; an open still works under them.
+        assert!(
+            bpf_prog_fds() >= before + 2,
+            "{floor:?}: programs not loaded"
+        );
+        std::fs::read("/etc/hostname").expect("open under the calibration programs");
+        drop(attached);
+        assert_eq!(
+            bpf_prog_fds(),
+            before,
+            "{floor:?}: programs left after drop"
+        );
+    }
+}
+
+/// BPF program descriptors this process holds.
+fn bpf_prog_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:bpf-prog")
+        })
+        .count()
+}

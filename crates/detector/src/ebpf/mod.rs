@@ -51,6 +51,7 @@
 //!   [`Capture::missing_offsets`]; the programs then skip those reads.
 
 pub mod btf;
+pub mod calibration;
 pub mod decode;
 pub mod offsets;
 pub mod path_filter;
