@@ -35,6 +35,8 @@ use anyhow::{Context, Result, bail};
 const ROUNDS: usize = 5;
 const OPEN_CLOSE_PAIRS: usize = 200_000;
 const SPAWNS: usize = 1_000;
+/// Switches between detached and attached calibration programs per floor and round.
+const FLOOR_SWITCHES: usize = 10;
 /// Paced load steps, in captured syscalls per second (each one event).
 const RATE_STEPS: &[u64] = &[
     100_000, 200_000, 300_000, 400_000, 500_000, 600_000, 800_000, 1_000_000, 1_250_000, 1_500_000,
@@ -103,8 +105,8 @@ fn bench() -> Result<()> {
     let bpf = bpf_profile(&det, &target, &sent)?;
     let lat = latency(&det, &dir.0)?;
     let cpu = cpu_at_rate(&det, &sent)?;
-    let (best, best_seen) = max_rate(&det, &sent, Load::OpenClose)?;
-    let (best_light, best_light_seen) = max_rate(&det, &target, Load::BadClose)?;
+    let (best, best_seen, best_limited) = max_rate(&det, &sent, Load::OpenClose)?;
+    let (best_light, best_light_seen, light_limited) = max_rate(&det, &target, Load::BadClose)?;
     println!("\n(load average {})", loadavg());
     let (rss_before, rss_after, tracked) = rss_with_live_processes(&det)?;
     let log = det.stop();
@@ -143,18 +145,8 @@ fn bench() -> Result<()> {
         "  kernel BPF time (bpf_stats): {:.0} ns per open+close pair kept in the kernel, {:.0} ns per pair sent, {:.0} ns per close(-1)",
         bpf.kept, bpf.sent, bpf.bad_close
     );
-    verdict(
-        "highest zero-drop step, open/close load (events/s seen)",
-        format!("step {best}/s, {best_seen:.0} events/s seen"),
-        best_seen >= 500_000.0,
-        ">= 500k events/s",
-    );
-    verdict(
-        "highest zero-drop step, close(-1) load (events/s seen)",
-        format!("step {best_light}/s, {best_light_seen:.0} events/s seen"),
-        best_light_seen >= 500_000.0,
-        ">= 500k events/s",
-    );
+    rate_verdict("open/close", best, best_seen, best_limited);
+    rate_verdict("close(-1)", best_light, best_light_seen, light_limited);
     println!("  detector CPU at {CPU_RATE} syscalls/s: {cpu:.1}% of one core");
     println!(
         "  detector RSS: {rss_before} KiB before, {rss_after} KiB with {tracked} processes tracked ({:+.2} KiB/process)",
@@ -168,6 +160,20 @@ fn bench() -> Result<()> {
         println!("  detector log (warnings):\n    {}", log.join("\n    "));
     }
     Ok(())
+}
+
+/// A zero-drop climb the generator cut short below the target is not a miss of the
+/// detector: it says so instead.
+fn rate_verdict(load: &str, step: u64, seen: f64, generator_limited: bool) {
+    let what = format!("highest zero-drop step, {load} load (events/s seen)");
+    let value = format!("step {step}/s, {seen:.0} events/s seen");
+    if seen < 500_000.0 && generator_limited {
+        println!(
+            "  {what}: {value}  [target >= 500k events/s: not offered; the generator topped out with no drops]"
+        );
+    } else {
+        verdict(&what, value, seen >= 500_000.0, ">= 500k events/s");
+    }
 }
 
 fn verdict(what: &str, value: String, ok: bool, target: &str) {
@@ -209,7 +215,7 @@ fn slowdown(
     // Per measured loop: baseline and attached seconds per operation, each round.
     let mut base: [Vec<f64>; 4] = Default::default();
     let mut att: [Vec<f64>; 4] = Default::default();
-    // Per round: attached/baseline of the four loops, then the two floors/baseline.
+    // Per round: attached/baseline of the four loops, then the two floors.
     let mut ratio: [Vec<f64>; 6] = Default::default();
     let run_all = || -> Result<[f64; 4]> {
         Ok([
@@ -262,9 +268,8 @@ fn slowdown(
             startup.as_secs_f64()
         );
         println!(
-            "    hook floor, open/close kept: empty programs {:.0} ns/pair, with the path read {:.0} ns/pair",
-            f[0] * 1e9,
-            f[1] * 1e9
+            "    hook floor, open/close kept: {:.3}x with empty programs, {:.3}x with the path read",
+            f[0], f[1]
         );
         for k in 0..4 {
             base[k].push(b[k]);
@@ -272,7 +277,7 @@ fn slowdown(
             ratio[k].push(a[k] / b[k]);
         }
         for k in 0..2 {
-            ratio[4 + k].push(f[k] / b[0]);
+            ratio[4 + k].push(f[k]);
         }
     }
     let b = base.map(median);
@@ -291,12 +296,33 @@ fn slowdown(
     })
 }
 
-/// Seconds per open+close of `path` with only the calibration programs attached.
+/// Slowdown of open+close of `path` under the calibration programs alone: the median of
+/// `FLOOR_SWITCHES` short runs with them, each against the adjacent run without them (the
+/// programs stay loaded and are only detached, so switching is quick).
 fn hook_floor(floor: HookFloor, path: &CString) -> Result<f64> {
-    let attached = Calibration::attach(floor).with_context(|| format!("attaching {floor:?}"))?;
-    let d = open_close(path, OPEN_CLOSE_PAIRS);
-    drop(attached);
-    Ok(per(d, OPEN_CLOSE_PAIRS))
+    let n = OPEN_CLOSE_PAIRS / FLOOR_SWITCHES;
+    let mut cal = Calibration::attach(floor).with_context(|| format!("attaching {floor:?}"))?;
+    let mut ratios = Vec::with_capacity(FLOOR_SWITCHES);
+    for i in 0..FLOOR_SWITCHES {
+        // ABBA again, so that drift within a switch cancels over the run.
+        let mut timed = |attached: bool| -> Result<f64> {
+            if attached {
+                cal.resume()?;
+            } else {
+                cal.pause()?;
+            }
+            Ok(per(open_close(path, n), n))
+        };
+        let (without, with) = if i % 2 == 0 {
+            let w = timed(false)?;
+            (w, timed(true)?)
+        } else {
+            let a = timed(true)?;
+            (timed(false)?, a)
+        };
+        ratios.push(with / without);
+    }
+    Ok(median(ratios))
 }
 
 /// Baseline -> attached of the four loops (seconds per operation), `digits` decimals.
@@ -512,7 +538,9 @@ impl Load {
 
 /// Climb the rate steps until drops appear or the generator cannot offer more; returns the
 /// highest zero-drop step and the events/s the detector saw there.
-fn max_rate(det: &Detector, target: &CString, load: Load) -> Result<(u64, f64)> {
+/// The highest zero-drop step: its rate, the events/s seen, and whether the climb ended
+/// because the generator could offer no more (no drops were seen at all).
+fn max_rate(det: &Detector, target: &CString, load: Load) -> Result<(u64, f64, bool)> {
     println!(
         "\n== 2. paced {} load, {} s steps, drops from /metrics",
         load.label(),
@@ -546,11 +574,11 @@ fn max_rate(det: &Detector, target: &CString, load: Load) -> Result<(u64, f64)> 
             short += 1;
             if short == 2 {
                 println!("  (the load generator cannot offer more on this machine now)");
-                break;
+                return Ok((best, best_seen, true));
             }
         }
     }
-    Ok((best, best_seen))
+    Ok((best, best_seen, false))
 }
 
 /// `load` at `ops_per_sec`, spread over two threads, for `dur`; returns operations done.

@@ -98,38 +98,46 @@ async fn sees_an_exec_with_pid_comm_filename_and_argv() {
     assert!(counters.received >= 2);
 }
 
-/// The benchmark's calibration programs load, attach as a pair, and go away on drop.
+/// The benchmark's calibration programs load, attach as a pair, pause and resume (links
+/// go and come back, programs stay loaded), and go away on drop.
 #[test]
-fn calibration_programs_attach_and_detach() {
+fn calibration_programs_attach_pause_resume_and_detach() {
     use aerie_detector::ebpf::calibration::{Calibration, HookFloor};
     if !ebpf_support::root_or_skip("ebpf_smoke calibration") {
         return;
     }
-    let before = bpf_prog_fds();
+    let (progs, links) = (bpf_fds("bpf-prog"), bpf_fds("bpf_link"));
     for floor in [HookFloor::Empty, HookFloor::PathRead] {
-        let attached = Calibration::attach(floor).unwrap_or_else(|e| panic!("{floor:?}: {e}"));
-        // Both programs are loaded; an open still works under them.
-        assert!(
-            bpf_prog_fds() >= before + 2,
-            "{floor:?}: programs not loaded"
-        );
+        let mut cal = Calibration::attach(floor).unwrap_or_else(|e| panic!("{floor:?}: {e}"));
+        assert_eq!(bpf_fds("bpf-prog"), progs + 2, "{floor:?}: programs loaded");
+        assert_eq!(bpf_fds("bpf_link"), links + 2, "{floor:?}: attached");
+        // An open still works under them.
         std::fs::read("/etc/hostname").expect("open under the calibration programs");
-        drop(attached);
+        cal.pause().expect("pause");
+        assert_eq!(bpf_fds("bpf_link"), links, "{floor:?}: paused");
+        assert_eq!(bpf_fds("bpf-prog"), progs + 2, "{floor:?}: still loaded");
+        cal.resume().expect("resume");
+        assert_eq!(bpf_fds("bpf_link"), links + 2, "{floor:?}: resumed");
+        drop(cal);
         assert_eq!(
-            bpf_prog_fds(),
-            before,
+            bpf_fds("bpf-prog"),
+            progs,
             "{floor:?}: programs left after drop"
+        );
+        assert_eq!(
+            bpf_fds("bpf_link"),
+            links,
+            "{floor:?}: links left after drop"
         );
     }
 }
 
-/// BPF program descriptors this process holds.
-fn bpf_prog_fds() -> usize {
+/// Descriptors of this process whose link is `anon_inode:<kind>`.
+fn bpf_fds(kind: &str) -> usize {
+    let want = format!("anon_inode:{kind}");
     std::fs::read_dir("/proc/self/fd")
         .expect("read /proc/self/fd")
         .filter_map(Result::ok)
-        .filter(|e| {
-            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:bpf-prog")
-        })
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == want))
         .count()
 }

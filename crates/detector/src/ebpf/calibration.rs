@@ -5,7 +5,10 @@
 //! the `sys_enter`/`sys_exit` raw tracepoints themselves and the entry read of a path, which
 //! no amount of work in the programs can remove.
 
-use aya::{EbpfLoader, programs::BtfTracePoint};
+use aya::{
+    EbpfLoader,
+    programs::{BtfTracePoint, tp_btf::BtfTracePointLinkId},
+};
 use detector_common::MAX_RINGS;
 
 use super::{CaptureError, EBPF_OBJECT, page_size, ring_name};
@@ -20,9 +23,12 @@ pub enum HookFloor {
     PathRead,
 }
 
-/// Attached calibration programs; dropping it detaches them.
+/// Loaded calibration programs, attached or not; dropping it detaches them.
 pub struct Calibration {
-    _ebpf: aya::Ebpf,
+    ebpf: aya::Ebpf,
+    programs: [&'static str; 2],
+    /// Links while attached.
+    links: Option<[BtfTracePointLinkId; 2]>,
 }
 
 impl Calibration {
@@ -44,17 +50,65 @@ impl Calibration {
             HookFloor::Empty => "calibrate_sys_enter",
             HookFloor::PathRead => "calibrate_sys_enter_path",
         };
-        for (name, tracepoint) in [(enter, "sys_enter"), ("calibrate_sys_exit", "sys_exit")] {
-            let prog: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .ok_or(CaptureError::MissingProgram(name))?
-                .try_into()
-                .map_err(|source| CaptureError::Program { name, source })?;
-            prog.load(tracepoint, &btf)
-                .map_err(|source| CaptureError::Program { name, source })?;
-            prog.attach()
+        let programs = [enter, "calibrate_sys_exit"];
+        for (name, tracepoint) in programs.into_iter().zip(["sys_enter", "sys_exit"]) {
+            program(&mut ebpf, name)?
+                .load(tracepoint, &btf)
                 .map_err(|source| CaptureError::Program { name, source })?;
         }
-        Ok(Self { _ebpf: ebpf })
+        let mut calibration = Self {
+            ebpf,
+            programs,
+            links: None,
+        };
+        calibration.resume()?;
+        Ok(calibration)
     }
+
+    /// Detach the programs (they stay loaded), so that a benchmark can alternate short
+    /// runs with and without them.
+    pub fn pause(&mut self) -> Result<(), CaptureError> {
+        let Some(links) = self.links.take() else {
+            return Ok(());
+        };
+        for (name, link) in self.programs.into_iter().zip(links) {
+            program(&mut self.ebpf, name)?
+                .detach(link)
+                .map_err(|source| CaptureError::Program { name, source })?;
+        }
+        Ok(())
+    }
+
+    /// Attach the programs again after [`Calibration::pause`].
+    pub fn resume(&mut self) -> Result<(), CaptureError> {
+        if self.links.is_some() {
+            return Ok(());
+        }
+        let [enter, exit] = self.programs;
+        let attach = |ebpf: &mut aya::Ebpf, name: &'static str| {
+            program(ebpf, name)?
+                .attach()
+                .map_err(|source| CaptureError::Program { name, source })
+        };
+        let enter_link = attach(&mut self.ebpf, enter)?;
+        let exit_link = match attach(&mut self.ebpf, exit) {
+            Ok(link) => link,
+            Err(e) => {
+                let _ = program(&mut self.ebpf, enter).map(|p| p.detach(enter_link));
+                return Err(e);
+            }
+        };
+        self.links = Some([enter_link, exit_link]);
+        Ok(())
+    }
+}
+
+fn program<'a>(
+    ebpf: &'a mut aya::Ebpf,
+    name: &'static str,
+) -> Result<&'a mut BtfTracePoint, CaptureError> {
+    ebpf.program_mut(name)
+        .ok_or(CaptureError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| CaptureError::Program { name, source })
 }
