@@ -163,6 +163,15 @@ pub const FD_BITS_FDS: usize = 256;
 /// Slots of the `FD_BITS` array, indexed by `tgid % FD_BITS_SLOTS` and tagged with the tgid.
 pub const FD_BITS_SLOTS: u32 = 1 << 16;
 
+/// Name of the eBPF object's read-only global `[u32; 4]` that turns on direct, BTF-checked
+/// loads for the first three steps of the descriptor walk (`task_struct.files`,
+/// `files_struct.fdt`, `fdtable.fd`): `[FD_WALK_DIRECT, offsets...]`. Set at load time; the
+/// verifier then reads the offsets as constants and checks each load against the BTF. Any
+/// other first word keeps the walk on `bpf_probe_read_kernel` (about 30 ns per step more).
+pub const FD_WALK_GLOBAL: &str = "FD_WALK";
+/// First word of [`FD_WALK_GLOBAL`] that turns the direct walk on.
+pub const FD_WALK_DIRECT: u32 = 0x00D1_EC70;
+
 /// Per process: descriptors returned by filtered opens, whose close need not be sent.
 /// A slot whose `tgid` is another process's counts as empty (closes are sent).
 #[repr(C)]

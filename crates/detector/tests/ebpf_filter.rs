@@ -8,7 +8,7 @@ use aerie_detector::{
     ebpf::{Capture, CaptureConfig},
     event::{EventKind, SyscallArgs},
 };
-use ebpf_support::{c, collect, gettid, root_or_skip, start, syscalls_of};
+use ebpf_support::{c, collect, gettid, root_or_skip, start, start_with, syscalls_of};
 
 fn open_close(path: &str) {
     // SAFETY: open + close of a readable file.
@@ -91,6 +91,20 @@ async fn opens_no_rule_can_match_stay_in_the_kernel_with_their_closes() {
     if !root_or_skip("opens_no_rule_can_match_stay_in_the_kernel_with_their_closes") {
         return;
     }
+    open_filter_case(true).await;
+}
+
+/// The same with the descriptor table walked by helper reads (the fallback for kernels whose
+/// verifier refuses the direct loads): directories must still be told apart.
+#[tokio::test]
+async fn opens_no_rule_can_match_stay_in_the_kernel_with_helper_reads() {
+    if !root_or_skip("opens_no_rule_can_match_stay_in_the_kernel_with_helper_reads") {
+        return;
+    }
+    open_filter_case(false).await;
+}
+
+async fn open_filter_case(direct_fd_walk: bool) {
     let dir = ebpf_support::TempDir::new("pathfilter");
     let dir_path = dir.path("");
     let dir_path = dir_path.trim_end_matches('/');
@@ -98,7 +112,15 @@ async fn opens_no_rule_can_match_stay_in_the_kernel_with_their_closes() {
     std::fs::write(dir.path("syslog"), b"x").expect("write");
     std::fs::create_dir_all(dir.path("sub")).expect("mkdir");
     std::fs::create_dir_all(dir.path("opath")).expect("mkdir");
-    let mut cap = start(&["openat", "close", "dup2", "socket"]);
+    let mut cap = start_with(
+        &["openat", "close", "dup2", "socket"],
+        CaptureConfig {
+            direct_fd_walk,
+            ..CaptureConfig::default()
+        },
+    );
+    // This kernel's verifier accepts the direct walk: a fallback here would hide a bug.
+    assert_eq!(cap.direct_fd_walk(), direct_fd_walk, "descriptor walk");
     cap.set_path_filter(Some(&aerie_rules::OpenPathFilter {
         prefixes: vec![b"/etc".to_vec()],
         suffixes: vec![b"/syslog".to_vec()],

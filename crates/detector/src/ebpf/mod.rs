@@ -64,7 +64,10 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::BtfTracePoint,
 };
-use detector_common::{Config, MAX_RINGS, MAX_SYSCALLS, PathFilter, SyscallSpec, counter};
+use detector_common::{
+    Config, FD_WALK_DIRECT, FD_WALK_GLOBAL, MAX_RINGS, MAX_SYSCALLS, PathFilter, SyscallSpec,
+    counter,
+};
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 
@@ -136,6 +139,10 @@ pub struct CaptureConfig {
     /// How often the reader checks the rings without a wake-up (default 2 ms): the bound
     /// on how long a record can wait in a quiet ring.
     pub poll_interval: std::time::Duration,
+    /// Walk a task's descriptor table with direct, BTF-checked loads where the kernel's
+    /// verifier accepts them (default true). Should it refuse, [`Capture::start`] falls
+    /// back to helper reads by itself; false asks for helper reads from the start.
+    pub direct_fd_walk: bool,
 }
 
 impl Default for CaptureConfig {
@@ -147,6 +154,7 @@ impl Default for CaptureConfig {
             exclude_self: true,
             wakeup_bytes: 64 << 10,
             poll_interval: std::time::Duration::from_millis(2),
+            direct_fd_walk: true,
         }
     }
 }
@@ -212,6 +220,7 @@ pub struct Capture {
     poll: Option<tokio::time::Interval>,
     attached: Vec<&'static str>,
     missing_offsets: Vec<&'static str>,
+    direct_fd_walk: bool,
     ring_bytes: u32,
     received: u64,
     decode_errors: u64,
@@ -227,6 +236,25 @@ impl Capture {
     /// Load, configure and attach. Must be called inside a tokio runtime (the ring
     /// buffers are registered with its reactor).
     pub fn start(cfg: CaptureConfig) -> Result<Self, CaptureError> {
+        if !cfg.direct_fd_walk {
+            return Self::start_with(&cfg, false);
+        }
+        match Self::start_with(&cfg, true) {
+            // The direct descriptor walk depends on the kernel's types agreeing with ours;
+            // a verifier that disagrees costs speed, never the capture.
+            Err(CaptureError::Program { name, source }) => {
+                tracing::warn!(
+                    program = name,
+                    error = %source,
+                    "loading with the direct descriptor walk failed; retrying with helper reads"
+                );
+                Self::start_with(&cfg, false)
+            }
+            other => other,
+        }
+    }
+
+    fn start_with(cfg: &CaptureConfig, direct_fd_walk: bool) -> Result<Self, CaptureError> {
         if EBPF_OBJECT.is_empty() {
             return Err(CaptureError::NoObject);
         }
@@ -256,6 +284,12 @@ impl Capture {
                 ring_name(i),
                 if i < nr_rings { cfg.ring_bytes } else { page },
             );
+        }
+        let o = &resolved.offsets;
+        let fd_walk = [FD_WALK_DIRECT, o.task_files, o.files_fdt, o.fdtable_fd];
+        let direct_fd_walk = direct_fd_walk && !fd_walk.contains(&offsets::ABSENT);
+        if direct_fd_walk {
+            loader.override_global(FD_WALK_GLOBAL, &fd_walk, true);
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(CaptureError::Load)?;
 
@@ -333,6 +367,7 @@ impl Capture {
             }),
             attached: Vec::new(),
             missing_offsets: resolved.missing,
+            direct_fd_walk,
             ring_bytes: cfg.ring_bytes,
             received: 0,
             decode_errors: 0,
@@ -525,6 +560,12 @@ impl Capture {
     }
 
     /// Kernel struct members this kernel lacks (the dependent fields stay empty).
+    /// Whether the programs walk descriptor tables with direct loads (see
+    /// [`CaptureConfig::direct_fd_walk`]) rather than helper reads.
+    pub fn direct_fd_walk(&self) -> bool {
+        self.direct_fd_walk
+    }
+
     pub fn missing_offsets(&self) -> &[&'static str] {
         &self.missing_offsets
     }

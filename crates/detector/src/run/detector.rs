@@ -176,11 +176,16 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
     }
     let ids: Vec<String> = capture.program_ids().iter().map(u32::to_string).collect();
     eprintln!(
-        "aerie-detector: programs {} (program ids: {}); {} ring buffer(s) of {} KiB",
+        "aerie-detector: programs {} (program ids: {}); {} ring buffer(s) of {} KiB; descriptor walk by {}",
         capture.attached_programs().join(", "),
         ids.join(" "),
         capture.ring_count(),
-        capture.ring_bytes() / 1024
+        capture.ring_bytes() / 1024,
+        if capture.direct_fd_walk() {
+            "direct BTF-checked loads"
+        } else {
+            "helper reads"
+        }
     );
     if !capture.missing_offsets().is_empty() {
         eprintln!(

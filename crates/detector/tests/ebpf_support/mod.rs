@@ -24,12 +24,17 @@ pub fn root_or_skip(test: &str) -> bool {
 
 /// Start a capture of `syscalls` (plus the sched events), including this test process.
 pub fn start(syscalls: &[&str]) -> Capture {
+    start_with(syscalls, CaptureConfig::default())
+}
+
+/// As [`start`], from `base` for the settings `start` does not fix.
+pub fn start_with(syscalls: &[&str], base: CaptureConfig) -> Capture {
     let cfg = CaptureConfig {
         ring_bytes: 1 << 20,
         rings: None,
         syscalls: Some(syscalls.iter().map(|s| s.to_string()).collect()),
         exclude_self: false,
-        ..CaptureConfig::default()
+        ..base
     };
     Capture::start(cfg).unwrap_or_else(|e| panic!("Capture::start: {e}"))
 }
