@@ -88,6 +88,8 @@ pub const SYSCALLS: &[SyscallDef] = &[
     d(272, "unshare", [R; 6]),
     d(308, "setns", [R; 6]),
     d(321, "bpf", [R; 6]),
+    // Falco's sandbox rules flag unprivileged page-fault delegation.
+    d(323, "userfaultfd", [R; 6]),
 ];
 
 /// Look a syscall up by its Falco name.
@@ -529,6 +531,7 @@ mod tests {
                 "setns" => libc::SYS_setns,
                 "bpf" => libc::SYS_bpf,
                 "openat2" => libc::SYS_openat2,
+                "userfaultfd" => libc::SYS_userfaultfd,
                 _ => return None,
             })
         };
@@ -539,7 +542,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 16);
+        assert_eq!(checked, 17);
     }
 
     #[test]

@@ -1,0 +1,74 @@
+//! Falco's sandbox rules loaded unmodified next to the stable ones: real syscalls raise the
+//! sandbox rules that need a syscall the stable rules do not. Needs root (skips with a
+//! notice; fails under CI=true).
+
+mod detect_support;
+
+use std::time::Duration;
+
+use detect_support::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+/// `UFFD_USER_MODE_ONLY`: lets an unprivileged user create a userfaultfd whatever
+/// `vm.unprivileged_userfaultfd` says.
+const UFFD_USER_MODE_ONLY: libc::c_long = 1;
+
+/// Fork, optionally drop to `nobody`, call userfaultfd; true when the call succeeded.
+fn userfaultfd_as(unprivileged: bool) -> bool {
+    // SAFETY: the child only makes async-signal-safe calls (setgid, setuid, syscall, _exit).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: as above; the child never returns into Rust code.
+        unsafe {
+            if unprivileged && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
+                libc::_exit(2);
+            }
+            let fd = libc::syscall(
+                libc::SYS_userfaultfd,
+                libc::O_CLOEXEC as libc::c_long | UFFD_USER_MODE_ONLY,
+            );
+            libc::_exit(if fd >= 0 { 0 } else { 1 });
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
+#[test]
+fn sandbox_userfaultfd_rule_fires_for_an_unprivileged_user_only() {
+    if !privileged() {
+        return;
+    }
+    let Some(stable) = falco_rules() else { return };
+    let sandbox = stable.with_file_name("falco-sandbox_rules.yaml");
+    assert!(sandbox.exists(), "{} is missing", sandbox.display());
+    let dir = scratch("sandbox");
+    let d = Detector::start(&[stable, sandbox], &dir);
+    const RULE: &str = "Unprivileged Delegation of Page Faults Handling to a Userspace Process";
+    let mut f = Failures::default();
+
+    // Root: the rule excludes uid 0, so this one must stay silent.
+    assert!(userfaultfd_as(false), "userfaultfd as root failed");
+    assert!(userfaultfd_as(true), "userfaultfd as nobody failed");
+    let a = d.wait_for(RULE, WAIT, |a| {
+        a.field_str("evt.type") == Some("userfaultfd")
+    });
+    f.check(a.is_some(), "unprivileged userfaultfd: no alert");
+    if let Some(a) = &a {
+        f.check(
+            a.output.contains("user_uid=65534"),
+            format!("alert names the unprivileged user: {}", a.output),
+        );
+    }
+    let from_root = d
+        .alerts()
+        .into_iter()
+        .filter(|a| a.rule == RULE && a.output.contains("user_uid=0 "))
+        .count();
+    f.check(from_root == 0, "userfaultfd as root alerted");
+    f.finish(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
