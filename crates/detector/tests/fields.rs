@@ -178,11 +178,11 @@ fn open_fields() {
             "O_WRONLY|O_CREAT|O_TRUNC",
             "577",
             "logs/../syslog",
-            "640",
+            "0640",
             "5",
             "SUCCESS",
             "5",
-            "fd=5 dirfd=-100 name=logs/../syslog flags=O_WRONLY|O_CREAT|O_TRUNC mode=640",
+            "fd=5 dirfd=-100 name=logs/../syslog flags=O_WRONLY|O_CREAT|O_TRUNC mode=0640",
             "openat",
             "<",
         ]
@@ -204,6 +204,29 @@ fn open_fields() {
     );
     let flat: Vec<String> = got.into_iter().map(|v| v.unwrap().join(",")).collect();
     assert_eq!(flat, ["/etc/shadow", "-1", "f", "ENOENT", "true"]);
+    // chmod-family modes resolve to Falco's permission names, which rules test with
+    // `evt.arg.mode contains "S_ISUID"`; evt.rawarg.mode stays the number.
+    let mut ev = s.event(12, "fchmodat", 0);
+    ev.args = [(-100i32) as u32 as u64, 0, 0o4755, 0, 0, 0];
+    ev.strs[1] = b"/tmp/suid";
+    let got = extract(&mut s, &ev, &["evt.arg.mode", "evt.rawarg.mode"]);
+    let flat: Vec<String> = got.into_iter().map(|v| v.unwrap().join(",")).collect();
+    assert_eq!(
+        flat,
+        [
+            "S_IXOTH|S_IROTH|S_IXGRP|S_IRGRP|S_IXUSR|S_IWUSR|S_IRUSR|S_ISUID",
+            "2541"
+        ]
+    );
+    let mut ev = s.event(12, "chmod", 0);
+    ev.args = [0, 0, 0, 0, 0, 0];
+    ev.strs[0] = b"/tmp/none";
+    let got = extract(&mut s, &ev, &["evt.arg.mode"]);
+    assert_eq!(
+        got[0].as_deref(),
+        Some(&["0".to_owned()][..]),
+        "no bits: the number"
+    );
     // A clean absolute path: fd.nameraw is the name itself.
     let mut ev = s.event(12, "openat", 6);
     ev.args = [(-100i32) as u32 as u64, 0, 0, 0, 0, 0];

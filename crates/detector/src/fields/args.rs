@@ -15,8 +15,10 @@ pub enum Src {
     /// The event's socket address (destination, bound address or accept's peer), as
     /// `ip:port` / unix path.
     Addr,
-    /// Argument `i` in octal (`mode`).
+    /// Argument `i` in octal (`mode`), as C's `%#o`.
     Octal(usize),
+    /// Argument `i` as chmod permission names (`S_IRUSR|...|S_ISUID`), the number when none.
+    ChmodMode(usize),
     /// Argument `i` as `open` flags text.
     OpenFlags(usize),
     CloneFlags(usize),
@@ -200,13 +202,13 @@ pub fn params(syscall: &str) -> &'static [(&'static str, Src)] {
             ("mode", Octal(2)),
         ],
         "rmdir" => &[("res", Res), ("path", Str(0))],
-        "chmod" => &[("res", Res), ("filename", Str(0)), ("mode", Octal(1))],
-        "fchmod" => &[("res", Res), ("fd", Fd(0)), ("mode", Octal(1))],
+        "chmod" => &[("res", Res), ("filename", Str(0)), ("mode", ChmodMode(1))],
+        "fchmod" => &[("res", Res), ("fd", Fd(0)), ("mode", ChmodMode(1))],
         "fchmodat" | "fchmodat2" => &[
             ("res", Res),
             ("dirfd", Fd(0)),
             ("filename", Str(1)),
-            ("mode", Octal(2)),
+            ("mode", ChmodMode(2)),
         ],
         "memfd_create" => &[("fd", Res), ("name", Str(0)), ("flags", MemfdFlags(1))],
         "init_module" => &[("res", Res), ("length", Raw(1)), ("uargs", Str(2))],

@@ -449,10 +449,14 @@ impl<'a> EventCtx<'a> {
             Src::Fd(i) => out(Value::Int(i64::from(ev.fd_arg(i)))),
             Src::Str(i) => out(Value::Bytes(ev.str_arg(i))),
             Src::Addr => return self.sockaddr(ev.addr, out),
-            Src::Octal(i) if !raw => self.text(out, |s| {
-                let _ = write!(s, "{:o}", num(i));
+            Src::Octal(i) if !raw => self.text(out, |s| flags::octal(num(i), s)),
+            Src::ChmodMode(i) if !raw => self.text(out, |s| {
+                flags::chmod_mode(num(i), s);
+                if s.is_empty() {
+                    flags::octal(num(i), s);
+                }
             }),
-            Src::Octal(i) => out(Value::Uint(num(i))),
+            Src::Octal(i) | Src::ChmodMode(i) => out(Value::Uint(num(i))),
             _ if raw => match src {
                 Src::OpenFlags(i)
                 | Src::CloneFlags(i)

@@ -106,6 +106,47 @@ pub fn mount_flags(flags: u64, out: &mut String) {
     bit_names(flags, MOUNT_FLAGS, out);
 }
 
+/// Permission bits of chmod/fchmod/fchmodat, in Falco's order (libs' `chmod_mode` table).
+const CHMOD_MODE: &[(u64, &str)] = &[
+    (0o1, "S_IXOTH"),
+    (0o2, "S_IWOTH"),
+    (0o4, "S_IROTH"),
+    (0o10, "S_IXGRP"),
+    (0o20, "S_IWGRP"),
+    (0o40, "S_IRGRP"),
+    (0o100, "S_IXUSR"),
+    (0o200, "S_IWUSR"),
+    (0o400, "S_IRUSR"),
+    (0o1000, "S_ISVTX"),
+    (0o2000, "S_ISGID"),
+    (0o4000, "S_ISUID"),
+];
+
+/// The mode of a chmod-family call as Falco resolves it for `evt.arg.mode`
+/// (`S_IXOTH|S_IROTH|...|S_ISUID`; rules test it with `contains "S_ISUID"`). Writes
+/// nothing when no permission bit is set: the caller then shows the number.
+pub fn chmod_mode(mode: u64, out: &mut String) {
+    let mut first = true;
+    for (bit, name) in CHMOD_MODE {
+        if mode & bit == *bit {
+            if !first {
+                out.push('|');
+            }
+            out.push_str(name);
+            first = false;
+        }
+    }
+}
+
+/// A number as C's `%#o` prints it (Falco's octal parameters): `0644`, and `0` for zero.
+pub fn octal(n: u64, out: &mut String) {
+    if n == 0 {
+        out.push('0');
+    } else {
+        let _ = write!(out, "0{n:o}");
+    }
+}
+
 /// `exe_flags` of an execve event (Falco's `evt.arg.flags` there).
 pub fn exe_flags(writable: bool, upper: bool, memfd: bool, out: &mut String) {
     let mut sep = false;
@@ -356,6 +397,23 @@ mod tests {
         let mut o = String::new();
         f(&mut o);
         o
+    }
+
+    #[test]
+    fn chmod_mode_and_octal_texts() {
+        assert_eq!(
+            s(|o| chmod_mode(0o4755, o)),
+            "S_IXOTH|S_IROTH|S_IXGRP|S_IRGRP|S_IXUSR|S_IWUSR|S_IRUSR|S_ISUID"
+        );
+        assert_eq!(s(|o| chmod_mode(0o2000, o)), "S_ISGID");
+        // File-type bits are not permissions, and no bit writes nothing.
+        assert_eq!(
+            s(|o| chmod_mode(0o100644, o)),
+            "S_IROTH|S_IRGRP|S_IWUSR|S_IRUSR"
+        );
+        assert_eq!(s(|o| chmod_mode(0, o)), "");
+        assert_eq!(s(|o| octal(0o640, o)), "0640");
+        assert_eq!(s(|o| octal(0, o)), "0");
     }
 
     #[test]

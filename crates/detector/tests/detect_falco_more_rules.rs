@@ -1,9 +1,11 @@
-//! Falco's sandbox rules loaded unmodified next to the stable ones: real syscalls raise the
-//! sandbox rules that need a syscall the stable rules do not. Needs root (skips with a
-//! notice; fails under CI=true).
+//! Falco's incubating and sandbox rules loaded unmodified next to the stable ones: real
+//! actions raise rules whose syscalls or fields the stable rules do not use. Needs root
+//! (skips with a notice; fails under CI=true).
 
 mod detect_support;
 
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use std::time::Duration;
 
 use detect_support::*;
@@ -69,6 +71,47 @@ fn sandbox_userfaultfd_rule_fires_for_an_unprivileged_user_only() {
         .filter(|a| a.rule == RULE && a.output.contains("user_uid=0 "))
         .count();
     f.check(from_root == 0, "userfaultfd as root alerted");
+    f.finish(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn incubating_setuid_bit_rule_fires_on_chmod_u_plus_s_only() {
+    if !privileged() {
+        return;
+    }
+    let Some(stable) = falco_rules() else { return };
+    let incubating = stable.with_file_name("falco-incubating_rules.yaml");
+    assert!(incubating.exists(), "{} is missing", incubating.display());
+    let dir = scratch("incubating");
+    let d = Detector::start(&[stable, incubating], &dir);
+    const RULE: &str = "Set Setuid or Setgid bit";
+    let mut f = Failures::default();
+
+    let benign = dir.join("plain");
+    let suid = dir.join("suid");
+    for p in [&benign, &suid] {
+        std::fs::write(p, b"x").unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    run(Command::new("chmod").arg("755").arg(&benign));
+    run(Command::new("chmod").arg("u+s").arg(&suid));
+    let want = suid.display().to_string();
+    let a = d.wait_for(RULE, WAIT, |a| a.output.contains(&want));
+    f.check(a.is_some(), "chmod u+s: no alert");
+    if let Some(a) = &a {
+        f.check(
+            a.output.contains("S_ISUID") && a.output.contains("command=chmod u+s"),
+            format!("alert names the mode and the command: {}", a.output),
+        );
+    }
+    let benign_text = benign.display().to_string();
+    let quiet = d
+        .alerts()
+        .into_iter()
+        .filter(|a| a.rule == RULE && a.output.contains(&benign_text))
+        .count();
+    f.check(quiet == 0, "chmod 755 alerted");
     f.finish(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
