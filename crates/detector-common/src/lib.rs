@@ -26,6 +26,9 @@ pub const VAR_CAP: usize = 8192;
 pub const STR_CAP: usize = 4096;
 /// Cap for argv bytes (NUL-separated) in exec events.
 pub const ARGV_CAP: usize = 4096;
+/// Cap for environment bytes (`NAME=value` entries, NUL-separated) in exec events; read only
+/// when a loaded rule uses `proc.env` or `proc.aenv` (`Config::capture_env`).
+pub const ENV_CAP: usize = 4096;
 /// Cap for the number of argv entries read at execve entry.
 pub const ARGV_MAX_ARGS: usize = 32;
 /// Cap for one socket address.
@@ -85,6 +88,8 @@ pub mod flags {
     /// records leave those fields zero and user space keeps them in its process table —
     /// re-reading them took seven kernel reads per event.
     pub const CREDS: u16 = 1 << 4;
+    /// ProcExec: the environment was read (`slot::PROC_ENV`, empty for an empty environment).
+    pub const ENV: u16 = 1 << 5;
 }
 
 /// `SyscallSpec::enabled` bits.
@@ -200,6 +205,8 @@ pub mod slot {
     pub const PROC_ARGV: usize = 3;
     /// Exec: exe file name (dentry name of `mm->exe_file`).
     pub const PROC_EXE_NAME: usize = 4;
+    /// Exec: environment (`mm->env_start..env_end`), with `flags::ENV`.
+    pub const PROC_ENV: usize = 5;
 }
 
 /// Fixed header of every record. 8-byte aligned, 160 bytes.
@@ -356,6 +363,8 @@ pub struct KernelOffsets {
     pub mm_exe_file: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
     pub file_f_inode: u32,
     /// `file.f_path.dentry` (f_path offset + path.dentry offset).
     pub file_dentry: u32,
@@ -409,7 +418,8 @@ pub struct Config {
     /// Below it records are submitted with BPF_RB_NO_WAKEUP and the reader's timer picks
     /// them up: a wake-up is an IPI (a VM exit under virtualisation), far dearer than a record.
     pub wakeup_bytes: u32,
-    pub _pad: u32,
+    /// Non-zero: exec records carry the new image's environment (`slot::PROC_ENV`).
+    pub capture_env: u32,
     pub offsets: KernelOffsets,
 }
 

@@ -5,7 +5,7 @@ use aya_ebpf::{
 };
 use core::ffi::c_void;
 use detector_common::{
-    ARGV_CAP, EventKind, STR_CAP, VAR_CAP, WALK_REGION, flags, slot, walk_flags,
+    ARGV_CAP, ENV_CAP, EventKind, STR_CAP, VAR_CAP, WALK_REGION, flags, slot, walk_flags,
 };
 
 use crate::{
@@ -126,6 +126,31 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
     let name = ptr(ptr(exe, off.file_dentry), off.dentry_name);
     s.hdr.var_len[slot::PROC_EXE_NAME] = put_kernel_str(var, &mut pos, name, 256, &mut fl);
 
+    // environment: mm->env_start..env_end, only when a rule reads it (ENV_CAP bytes).
+    // Slots are laid out in index order: PROC_ENV comes after PROC_EXE_NAME.
+    if cfg.capture_env != 0 {
+        fl |= flags::ENV;
+        let start = read::<u64>(mm, off.mm_env_start).unwrap_or(0);
+        let end = read::<u64>(mm, off.mm_env_end).unwrap_or(0);
+        if start != 0 && end > start && pos < VAR_CAP {
+            let mut len = (end - start) as usize;
+            if len > ENV_CAP {
+                len = ENV_CAP;
+                fl |= flags::TRUNCATED;
+            }
+            let at = pos & (VAR_CAP - 1);
+            // SAFETY: at < VAR_CAP, len <= ENV_CAP <= VAR_CAP: inside the 2 * VAR_CAP buffer.
+            let rc = unsafe {
+                bpf_probe_read_user(var.add(at).cast(), len as u32, start as *const c_void)
+            };
+            if rc == 0 {
+                s.hdr.var_len[slot::PROC_ENV] = len as u16;
+                pos += len;
+            } else {
+                fl |= flags::READ_FAILED;
+            }
+        }
+    }
     if fl & flags::TRUNCATED != 0 {
         count(detector_common::counter::TRUNCATED);
     }

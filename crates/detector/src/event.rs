@@ -343,6 +343,9 @@ pub struct ExecEvent {
     pub cwd: Option<String>,
     /// Name of the exe's dentry (`memfd:x (deleted)` style names show memfd execs).
     pub exe_name: Option<String>,
+    /// The new image's environment (`NAME=value` entries, NUL-separated, capped at
+    /// `ENV_CAP` bytes) when the capture reads it (`CaptureConfig::capture_env`).
+    pub env: Option<Vec<u8>>,
     pub details: ProcDetails,
 }
 

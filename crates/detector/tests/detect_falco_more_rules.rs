@@ -76,7 +76,7 @@ fn sandbox_userfaultfd_rule_fires_for_an_unprivileged_user_only() {
 }
 
 #[test]
-fn incubating_setuid_bit_rule_fires_on_chmod_u_plus_s_only() {
+fn incubating_rules_on_setuid_bits_and_the_environment() {
     if !privileged() {
         return;
     }
@@ -112,6 +112,29 @@ fn incubating_setuid_bit_rule_fires_on_chmod_u_plus_s_only() {
         .filter(|a| a.rule == RULE && a.output.contains(&benign_text))
         .count();
     f.check(quiet == 0, "chmod 755 alerted");
+
+    // proc.env: the environment comes with the exec (read only because a rule uses it).
+    const ENV_RULE: &str = "Potential Local Privilege Escalation via Environment Variables Misuse";
+    let tunables = format!("aerie-tunables-{}", std::process::id());
+    let plain = format!("aerie-plain-{}", std::process::id());
+    run(Command::new("/bin/true")
+        .arg(&tunables)
+        .env("GLIBC_TUNABLES", "glibc.malloc.mxfast=0"));
+    run(Command::new("/bin/true").arg(&plain));
+    let a = d.wait_for(ENV_RULE, WAIT, |a| a.output.contains(&tunables));
+    f.check(a.is_some(), "GLIBC_TUNABLES: no alert");
+    if let Some(a) = &a {
+        f.check(
+            a.output.contains("GLIBC_TUNABLES=glibc.malloc.mxfast=0"),
+            format!("alert shows the environment: {}", a.output),
+        );
+    }
+    let quiet = d
+        .alerts()
+        .into_iter()
+        .filter(|a| a.rule == ENV_RULE && a.output.contains(&plain))
+        .count();
+    f.check(quiet == 0, "a run without GLIBC_TUNABLES alerted");
     f.finish(d);
     let _ = std::fs::remove_dir_all(&dir);
 }

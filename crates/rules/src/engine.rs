@@ -639,6 +639,17 @@ impl Engine {
         self.rules.iter().filter(|r| r.enabled).count()
     }
 
+    /// Whether an enabled rule's condition (macros and lists expanded) or output names
+    /// `field` (`proc.env`, with or without an argument), so that a capture can skip work no
+    /// rule needs. Textual: the name inside a quoted string counts too, which only turns on
+    /// work that was not needed.
+    pub fn mentions_field(&self, field: &str) -> bool {
+        self.rules
+            .iter()
+            .filter(|r| r.enabled)
+            .any(|r| names_field(&r.expanded_condition, field) || names_field(&r.output, field))
+    }
+
     /// The event types the enabled rules of `source` need; `None` when some enabled rule
     /// has no event-type constraint (every type is needed). For in-kernel filtering.
     pub fn event_types(&self, source: &str) -> Option<BTreeSet<String>> {
@@ -701,5 +712,33 @@ impl Engine {
             tags: rule.tags.clone(),
         }
         .into_alert()
+    }
+}
+
+/// Whether `text` holds `field` as a whole field name (not `xproc.env` or `proc.envx`).
+fn names_field(text: &str, field: &str) -> bool {
+    let part_of_name = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
+    text.match_indices(field).any(|(i, _)| {
+        !text[..i].chars().next_back().is_some_and(part_of_name)
+            && !text[i + field.len()..]
+                .chars()
+                .next()
+                .is_some_and(part_of_name)
+    })
+}
+
+#[cfg(test)]
+mod mentions_tests {
+    use super::names_field;
+
+    #[test]
+    fn whole_field_names_only() {
+        assert!(names_field("proc.env icontains X", "proc.env"));
+        assert!(names_field("(proc.env[HOME] = /root)", "proc.env"));
+        assert!(names_field("env=%proc.env evt=%evt.type", "proc.env"));
+        assert!(!names_field("proc.envx = 1", "proc.env"));
+        assert!(!names_field("myproc.env = 1", "proc.env"));
+        assert!(!names_field("proc.env.x = 1", "proc.env"));
+        assert!(!names_field("proc.name = bash", "proc.env"));
     }
 }

@@ -183,6 +183,7 @@ pub fn decode(b: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
                             info.walk_flags & walk_flags::CWD_COMPLETE != 0,
                         ),
                         exe_name: opt(slot::PROC_EXE_NAME),
+                        env: (hdr.flags & flags::ENV != 0).then(|| s[slot::PROC_ENV].to_vec()),
                         details: details(&info, clock),
                     })
                 }

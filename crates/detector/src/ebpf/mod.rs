@@ -143,6 +143,10 @@ pub struct CaptureConfig {
     /// verifier accepts them (default true). Should it refuse, [`Capture::start`] falls
     /// back to helper reads by itself; false asks for helper reads from the start.
     pub direct_fd_walk: bool,
+    /// Exec records carry the new image's environment (up to
+    /// `detector_common::ENV_CAP` bytes). Off by default: only rules that read `proc.env`
+    /// or `proc.aenv` need it, and it is the largest part of an exec record.
+    pub capture_env: bool,
 }
 
 impl Default for CaptureConfig {
@@ -155,6 +159,7 @@ impl Default for CaptureConfig {
             wakeup_bytes: 64 << 10,
             poll_interval: std::time::Duration::from_millis(2),
             direct_fd_walk: true,
+            capture_env: false,
         }
     }
 }
@@ -311,7 +316,7 @@ impl Capture {
                 self_tgid,
                 nr_rings,
                 wakeup_bytes: cfg.wakeup_bytes.min(cfg.ring_bytes / 4),
-                _pad: 0,
+                capture_env: u32::from(cfg.capture_env),
                 offsets: resolved.offsets,
             };
             config

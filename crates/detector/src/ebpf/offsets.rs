@@ -68,6 +68,8 @@ pub fn resolve(btf: &Btf) -> ResolvedOffsets {
         mm_exe_file: get("mm_struct.exe_file", "mm_struct", &["exe_file"]),
         mm_arg_start: get("mm_struct.arg_start", "mm_struct", &["arg_start"]),
         mm_arg_end: get("mm_struct.arg_end", "mm_struct", &["arg_end"]),
+        mm_env_start: get("mm_struct.env_start", "mm_struct", &["env_start"]),
+        mm_env_end: get("mm_struct.env_end", "mm_struct", &["env_end"]),
         file_f_inode: get("file.f_inode", "file", &["f_inode"]),
         file_dentry: get("file.f_path.dentry", "file", &["f_path.dentry"]),
         inode_i_ino: get("inode.i_ino", "inode", &["i_ino"]),

@@ -65,6 +65,7 @@ enum Fx {
     ProcName,
     ProcPname,
     ProcAname,
+    ProcEnv,
     ProcExe,
     ProcPexe,
     ProcAexe,
@@ -199,6 +200,7 @@ fn fx_for(name: &str) -> Fx {
         "proc.name" => ProcName,
         "proc.pname" => ProcPname,
         "proc.aname" => ProcAname,
+        "proc.env" => ProcEnv,
         "proc.exe" => ProcExe,
         "proc.pexe" => ProcPexe,
         "proc.aexe" => ProcAexe,
@@ -882,6 +884,28 @@ impl<'a> Event for EventCtx<'a> {
             ProcPexepath => anc_str!(1, exepath_of),
             ProcAexepath => self.ancestors(field.arg, out, |a, o| o(Value::Str(&a.exepath))),
             ProcArgs => proc_str!(args_of),
+            // Kept only while a rule reads it (see ProcessTable::set_keep_env).
+            ProcEnv => match (p, field.arg) {
+                (Some(p), FieldArg::Key(name)) => match p.env_var(name.as_bytes()) {
+                    Some(v) => {
+                        out(Value::Bytes(v));
+                        true
+                    }
+                    Option::None => false,
+                },
+                (Some(p), FieldArg::None) => {
+                    self.text(out, |s| {
+                        for (i, e) in p.env_entries().enumerate() {
+                            if i > 0 {
+                                s.push(' ');
+                            }
+                            s.push_str(&String::from_utf8_lossy(e));
+                        }
+                    });
+                    true
+                }
+                _ => false,
+            },
             ProcAargs => self.ancestors(field.arg, out, |a, o| o(Value::Str(&a.args))),
             ProcCmdline => proc_str!(cmdline_of),
             ProcPcmdline => anc_str!(1, cmdline_of),

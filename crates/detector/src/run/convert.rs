@@ -147,6 +147,7 @@ impl Converter {
         ExecInfo {
             exepath: &self.path,
             argv: &self.argv,
+            env: ex.env.as_deref(),
             comm: comm_str(ev),
             cwd: ex.cwd.as_deref(),
             container_id: ex

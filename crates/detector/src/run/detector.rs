@@ -133,9 +133,13 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
         set.extend(STATE_SYSCALLS.iter().map(|s| (*s).to_owned()));
         set.into_iter().collect()
     });
+    // Environments are the bulk of an exec record and of a tracked process: only kept
+    // when a rule reads them.
+    let keep_env = engine.mentions_field("proc.env") || engine.mentions_field("proc.aenv");
     let mut capture = Capture::start(CaptureConfig {
         ring_bytes: cfg.capture.ring_buffer_bytes,
         syscalls: None,
+        capture_env: keep_env,
         ..CaptureConfig::default()
     })
     .context("starting the eBPF capture")?;
@@ -200,8 +204,16 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
         cfg.state.max_fds_per_process,
         BootClock::now(),
     );
+    table.set_keep_env(keep_env);
     let n = table.bootstrap();
-    eprintln!("aerie-detector: {n} processes read from /proc");
+    eprintln!(
+        "aerie-detector: {n} processes read from /proc{}",
+        if keep_env {
+            " (with their environments: a rule reads proc.env)"
+        } else {
+            ""
+        }
+    );
     let (passwd, group) = cfg.user_db_paths();
     let mut pipeline = Pipeline::new(table, UserDb::from_files(passwd, group), engine, hostname);
     metrics.set_processes_tracked(pipeline.tracker.table.len() as u64);

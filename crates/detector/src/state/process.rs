@@ -30,6 +30,9 @@ pub struct Process {
     pub args: String,
     /// `comm args` (`proc.cmdline`).
     pub cmdline: String,
+    /// Environment, `NAME=value` entries NUL-separated (as `/proc/PID/environ`), at most
+    /// `ENV_CAP` bytes; kept only while a rule reads `proc.env` (empty otherwise).
+    pub env: Vec<u8>,
     pub cwd: String,
     pub uid: u32,
     pub gid: u32,
@@ -72,6 +75,39 @@ impl Process {
             self.args.push_str(&String::from_utf8_lossy(p));
         }
         self.refresh_cmdline();
+    }
+
+    /// Replace the environment with `env` (NUL-separated entries), capped at `ENV_CAP`.
+    pub fn set_env(&mut self, env: &[u8]) {
+        self.env.clear();
+        self.env
+            .extend_from_slice(&env[..env.len().min(detector_common::ENV_CAP)]);
+    }
+
+    /// The value of environment variable `name`, if set.
+    pub fn env_var(&self, name: &[u8]) -> Option<&[u8]> {
+        self.env_entries().find_map(|e| {
+            e.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(b"="))
+        })
+    }
+
+    /// The `NAME=value` entries of the environment.
+    pub fn env_entries(&self) -> impl Iterator<Item = &[u8]> {
+        self.env.split(|b| *b == 0).filter(|e| !e.is_empty())
+    }
+
+    /// Read `/proc/PID/environ` (under `proc_root`), capped at `ENV_CAP` bytes.
+    pub fn read_environ(&mut self, proc_root: &Path) {
+        use std::io::Read as _;
+        let path = proc_root.join(self.pid.to_string()).join("environ");
+        let mut buf = Vec::with_capacity(1024);
+        if let Ok(f) = std::fs::File::open(path) {
+            let _ = f
+                .take(detector_common::ENV_CAP as u64)
+                .read_to_end(&mut buf);
+        }
+        self.env = buf;
     }
 
     /// Set the name (`comm`) and refresh `cmdline`.
@@ -299,6 +335,26 @@ mod tests {
         assert_eq!(p.cmdline, "bash -c echo hi");
         p.set_argv(b"");
         assert_eq!(p.cmdline, "bash");
+    }
+
+    #[test]
+    fn reads_the_environment_from_proc_capped() {
+        let me = std::process::id();
+        let mut p = Process {
+            pid: me,
+            ..Default::default()
+        };
+        p.read_environ(Path::new("/proc"));
+        // The environment this process started with (/proc/self/environ shows that one).
+        let path = std::env::var_os("PATH").expect("tests run with PATH set");
+        assert_eq!(
+            p.env_var(b"PATH"),
+            Some(path.as_encoded_bytes()),
+            "PATH from /proc/{me}/environ"
+        );
+        assert!(p.env.len() <= detector_common::ENV_CAP);
+        p.set_env(&vec![b'x'; detector_common::ENV_CAP + 10]);
+        assert_eq!(p.env.len(), detector_common::ENV_CAP);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct ExecInfo<'a> {
     pub exepath: &'a str,
     /// NUL-separated argv.
     pub argv: &'a [u8],
+    /// The new environment (NUL-separated), when the event carries it.
+    pub env: Option<&'a [u8]>,
     pub comm: &'a str,
     /// New working directory, when the event carries it.
     pub cwd: Option<&'a str>,
@@ -46,6 +48,8 @@ pub struct ProcessTable {
     procs: FastMap<u32, Process>,
     max_processes: usize,
     max_fds: usize,
+    /// Keep each process's environment (a loaded rule reads `proc.env`).
+    keep_env: bool,
     proc_root: PathBuf,
     clock: BootClock,
     /// Processes not tracked because the table was full.
@@ -68,6 +72,7 @@ impl ProcessTable {
             procs: FastMap::default(),
             max_processes: max_processes.max(1),
             max_fds,
+            keep_env: false,
             proc_root: proc_root.as_ref().to_owned(),
             clock,
             refused: 0,
@@ -82,13 +87,27 @@ impl ProcessTable {
         self.max_fds
     }
 
+    /// Keep environments (read from /proc and from exec events): set before
+    /// [`ProcessTable::bootstrap`] when a rule reads `proc.env`.
+    pub fn set_keep_env(&mut self, on: bool) {
+        self.keep_env = on;
+    }
+
+    /// `/proc/PID` as a [`Process`], with its environment when kept.
+    fn load(&self, pid: u32) -> Option<Process> {
+        let mut p = Process::from_proc(&self.proc_root, pid, &self.clock, self.max_fds)?;
+        if self.keep_env {
+            p.read_environ(&self.proc_root);
+        }
+        Some(p)
+    }
+
     /// Read every process in /proc. Returns how many are tracked.
     pub fn bootstrap(&mut self) -> usize {
         if let Ok(entries) = std::fs::read_dir(&self.proc_root) {
             for e in entries.flatten() {
                 if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
-                    && let Some(p) =
-                        Process::from_proc(&self.proc_root, pid, &self.clock, self.max_fds)
+                    && let Some(p) = self.load(pid)
                 {
                     self.insert(p);
                 }
@@ -116,7 +135,7 @@ impl ProcessTable {
     /// The process, reading it from /proc if it is not tracked yet.
     pub fn get_or_load(&mut self, pid: u32) -> Option<&mut Process> {
         if !self.procs.contains_key(&pid) {
-            let p = Process::from_proc(&self.proc_root, pid, &self.clock, self.max_fds)?;
+            let p = self.load(pid)?;
             if !self.insert(p) {
                 return None;
             }
@@ -149,7 +168,7 @@ impl ProcessTable {
                 c.ppid = parent;
                 c
             }
-            None => match Process::from_proc(&self.proc_root, child, &self.clock, self.max_fds) {
+            None => match self.load(child) {
                 Some(c) => c,
                 None => Process {
                     ppid: parent,
@@ -191,6 +210,12 @@ impl ProcessTable {
         p.comm.clear();
         p.comm.push_str(e.comm);
         p.set_argv(e.argv);
+        match e.env {
+            Some(env) if self.keep_env => p.set_env(env),
+            // An exec replaces the environment: without it in the event, the old one is
+            // no longer known.
+            _ => p.env.clear(),
+        }
         if let Some(cwd) = e.cwd {
             p.cwd.clear();
             p.cwd.push_str(cwd);
@@ -314,6 +339,38 @@ mod tests {
         assert_eq!(names, ["httpd"]);
         assert!(t.on_exit(101).is_some());
         assert!(t.get(101).is_none());
+    }
+
+    #[test]
+    fn environment_is_kept_only_when_asked_and_replaced_by_exec() {
+        let env: &[u8] = b"HOME=/root\0GLIBC_TUNABLES=glibc.malloc.mxfast=0\0";
+        let with_env = |argv: &'static [u8]| ExecInfo {
+            env: Some(env),
+            ..exec("/bin/true", argv, "true")
+        };
+        let mut t = table();
+        t.on_exec(100, 1, &with_env(b"true\0"));
+        assert!(t.get(100).unwrap().env.is_empty(), "not kept unless asked");
+
+        t.set_keep_env(true);
+        t.on_exec(100, 1, &with_env(b"true\0"));
+        let p = t.get(100).unwrap();
+        assert_eq!(
+            p.env_var(b"GLIBC_TUNABLES"),
+            Some(&b"glibc.malloc.mxfast=0"[..])
+        );
+        assert_eq!(p.env_var(b"HOME"), Some(&b"/root"[..]));
+        assert_eq!(
+            p.env_var(b"HOM"),
+            None,
+            "a prefix of a name is not the name"
+        );
+        assert_eq!(p.env_entries().count(), 2);
+        // A child inherits it; an exec whose event carries none forgets it.
+        t.on_fork(100, 101, 1);
+        assert_eq!(t.get(101).unwrap().env, env);
+        t.on_exec(101, 100, &exec("/bin/sh", b"sh\0", "sh"));
+        assert!(t.get(101).unwrap().env.is_empty());
     }
 
     #[test]
