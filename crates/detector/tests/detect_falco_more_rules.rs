@@ -76,7 +76,7 @@ fn sandbox_userfaultfd_rule_fires_for_an_unprivileged_user_only() {
 }
 
 #[test]
-fn incubating_rules_on_setuid_bits_and_the_environment() {
+fn incubating_rules_on_setuid_bits_environment_and_bpf() {
     if !privileged() {
         return;
     }
@@ -135,6 +135,24 @@ fn incubating_rules_on_setuid_bits_and_the_environment() {
         .filter(|a| a.rule == ENV_RULE && a.output.contains(&plain))
         .count();
     f.check(quiet == 0, "a run without GLIBC_TUNABLES alerted");
+
+    // bpf(BPF_PROG_LOAD) from this (unprofiled) process: the calibration programs.
+    let me = my_comm();
+    let loaded = aerie_detector::ebpf::calibration::Calibration::attach(
+        aerie_detector::ebpf::calibration::HookFloor::Empty,
+    )
+    .expect("load the calibration programs");
+    drop(loaded);
+    let a = d.wait_for("BPF Program Not Profiled", WAIT, |a| {
+        a.field_str("proc.name") == Some(me.as_str())
+    });
+    f.check(a.is_some(), "BPF_PROG_LOAD by this process: no alert");
+    if let Some(a) = &a {
+        f.check(
+            a.output.contains("bpf_cmd=BPF_PROG_LOAD"),
+            format!("alert names the command: {}", a.output),
+        );
+    }
     f.finish(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
