@@ -105,6 +105,9 @@ pub mod spec {
     pub const NEW_FD: u8 = 1 << 3;
     /// close: kept in the kernel when its descriptor came from a filtered open.
     pub const CLOSES_FD: u8 = 1 << 4;
+    /// connect: a successful (or in-progress) call also reports the socket's local
+    /// address, in [`super::slot::SYS_EXIT_ADDR`].
+    pub const LOCAL_ADDR: u8 = 1 << 5;
     /// `SyscallSpec::capture_entry >> FAST_OPEN_SHIFT`: 1 + the index of the path argument
     /// of an open whose path is its only entry capture (open, openat, creat; 0 = none).
     pub const FAST_OPEN_SHIFT: u8 = 4;
@@ -404,6 +407,15 @@ pub struct KernelOffsets {
     pub files_fdt: u32,
     pub fdtable_fd: u32,
     pub inode_i_mode: u32,
+    /// `file->private_data` (a socket's `struct socket`) `->sk->__sk_common`: the local
+    /// address a connect was given (`skc_family`, `skc_num`, `skc_rcv_saddr`,
+    /// `skc_v6_rcv_saddr`).
+    pub file_private_data: u32,
+    pub socket_sk: u32,
+    pub sock_family: u32,
+    pub sock_num: u32,
+    pub sock_rcv_saddr: u32,
+    pub sock_v6_rcv_saddr: u32,
 }
 
 /// Runtime configuration, entry 0 of the `CONFIG` array map.

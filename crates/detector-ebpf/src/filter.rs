@@ -196,6 +196,16 @@ fn fd_array(off: &KernelOffsets, task: u64) -> u64 {
     ptr(fdt, off.fdtable_fd)
 }
 
+/// The `struct file *` of descriptor `fd` of the current task, 0 when unknown.
+#[inline(always)]
+pub fn fd_file(off: &KernelOffsets, task: u64, fd: i64) -> u64 {
+    let array = fd_array(off, task);
+    if array == 0 || fd < 0 {
+        return 0;
+    }
+    ptr(array + ((fd as u64) & 0xffff_ffff) * 8, 0)
+}
+
 /// Whether descriptor `fd` of the current task is a directory (or cannot be told).
 /// Directories always reach user space: `openat(dirfd, ...)` and `fchdir` resolve through them.
 #[inline(always)]
@@ -203,11 +213,10 @@ pub fn is_dir_or_unknown(off: &KernelOffsets, task: u64, fd: i64) -> bool {
     if off.inode_i_mode == ABSENT {
         return true;
     }
-    let array = fd_array(off, task);
-    if array == 0 {
+    let file = fd_file(off, task, fd);
+    if file == 0 {
         return true;
     }
-    let file = ptr(array + ((fd as u64) & 0xffff_ffff) * 8, 0);
     let inode = ptr(file, off.file_f_inode);
     const S_IFMT: u16 = 0o170000;
     const S_IFDIR: u16 = 0o040000;

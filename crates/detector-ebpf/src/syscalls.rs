@@ -23,7 +23,7 @@ use crate::{
         SMALL_VAR, SYS_SCRATCH, SYSCALLS, SysScratch, TASK_INFLIGHT, config, count, output,
         submit_with, zero,
     },
-    task::{current_task, fill_header},
+    task::{current_task, fill_header, ptr, read},
 };
 
 const BPF_ANY: u64 = 0;
@@ -360,14 +360,14 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
                 v.hdr.kind = PENDING;
             }
             if v.hdr.kind == PENDING {
-                found = send_entry(cfg, v, nr, ret, task, creds);
+                found = send_entry(cfg, v, nr, ret, task, sp);
                 v.hdr.kind = 0;
             }
         }
         // A stale small entry (its exit was never seen) must not hide a fresh big one.
         if !found && let Some(v) = INFLIGHT_BIG.get_ptr_mut(tid) {
             // SAFETY: as above.
-            found = send_entry(cfg, unsafe { &mut *v }, nr, ret, task, creds);
+            found = send_entry(cfg, unsafe { &mut *v }, nr, ret, task, sp);
             let _ = INFLIGHT_BIG.remove(tid);
         }
         if !found {
@@ -431,12 +431,17 @@ fn send_entry<const N: usize>(
     nr: u64,
     ret: i64,
     task: u64,
-    creds: bool,
+    sp: &SyscallSpec,
 ) -> bool {
     if v.hdr.syscall_nr as u64 != nr {
         return false;
     }
-    fill_header(&mut v.hdr, &cfg.offsets, task, creds);
+    fill_header(
+        &mut v.hdr,
+        &cfg.offsets,
+        task,
+        sp.enabled & spec::CREDS != 0,
+    );
     v.hdr.kind = EventKind::Syscall as u16;
     v.hdr.ret = ret;
     let mut len = v.hdr.len as usize;
@@ -446,11 +451,79 @@ fn send_entry<const N: usize>(
     if len < HDR {
         len = HDR;
     }
+    const EINPROGRESS: i64 = 115;
+    if sp.enabled & spec::LOCAL_ADDR != 0 && (ret == 0 || ret == -EINPROGRESS) {
+        len = append_local_addr(cfg, v, task, len);
+    }
     if v.hdr.flags & flags::TRUNCATED != 0 {
         count(counter::TRUNCATED);
     }
     output(cfg, (v as *const Inflight<N>).cast(), len);
     true
+}
+
+/// Size of the local address a connect record carries (a `sockaddr_in6`; an IPv4 one is
+/// the same bytes with the address at offset 4).
+const LOCAL_ADDR_LEN: usize = 28;
+
+/// Append the local address of the socket in argument 0 (`file->private_data->sk`) at
+/// record length `len`, as a `sockaddr_in`/`sockaddr_in6` in slot SYS_EXIT_ADDR; returns
+/// the new length. Falco reports a connect's tuple with the port the kernel picked.
+#[inline(always)]
+fn append_local_addr<const N: usize>(
+    cfg: &Config,
+    v: &mut Inflight<N>,
+    task: u64,
+    len: usize,
+) -> usize {
+    let off = &cfg.offsets;
+    // connect's entry data is its address (at most SOCKADDR_CAP bytes), so this lands
+    // below 256; the mask is what lets the verifier see the write stays in the value.
+    let at = len - HDR;
+    if at > 255 || 256 + LOCAL_ADDR_LEN > N {
+        return len;
+    }
+    // Volatile: LLVM would drop the mask as redundant after the check above, and the
+    // verifier does not always carry that check to the register used for the write.
+    // SAFETY: a read of a local.
+    let at = unsafe { core::ptr::read_volatile(&at) } & 255;
+    let file = filter::fd_file(off, task, v.hdr.args[0] as i32 as i64);
+    let sk = ptr(ptr(file, off.file_private_data), off.socket_sk);
+    if sk == 0 {
+        return len;
+    }
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 10;
+    let family = read::<u16>(sk, off.sock_family).unwrap_or(0);
+    let port = read::<u16>(sk, off.sock_num).unwrap_or(0);
+    let mut sa = [0u8; LOCAL_ADDR_LEN];
+    sa[0..2].copy_from_slice(&family.to_le_bytes());
+    sa[2..4].copy_from_slice(&port.to_be_bytes());
+    let n = if family == AF_INET {
+        let addr = read::<[u8; 4]>(sk, off.sock_rcv_saddr).unwrap_or([0; 4]);
+        sa[4..8].copy_from_slice(&addr);
+        16
+    } else if family == AF_INET6 {
+        let addr = read::<[u8; 16]>(sk, off.sock_v6_rcv_saddr).unwrap_or([0; 16]);
+        sa[8..24].copy_from_slice(&addr);
+        LOCAL_ADDR_LEN
+    } else {
+        return len;
+    };
+    // SAFETY: at < 256 and 256 + LOCAL_ADDR_LEN <= N: inside the record's variable area.
+    let rc = unsafe {
+        bpf_probe_read_kernel(
+            v.var.as_mut_ptr().add(at).cast(),
+            LOCAL_ADDR_LEN as u32,
+            sa.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return len;
+    }
+    v.hdr.var_len[slot::SYS_EXIT_ADDR] = n as u16;
+    v.hdr.len = (len + n) as u32;
+    len + n
 }
 
 /// An exit-only header in place: zeroed, then the syscall's number, return and arguments.

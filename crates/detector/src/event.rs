@@ -256,7 +256,12 @@ pub enum SyscallArgs {
     /// socket. The fd is the return value.
     Socket { domain: i32, ty: i32, protocol: i32 },
     /// connect (address captured at entry).
-    Connect { fd: i32, addr: Option<SockAddr> },
+    /// `local`: the socket's own address after the call (the kernel reads it at exit).
+    Connect {
+        fd: i32,
+        addr: Option<SockAddr>,
+        local: Option<SockAddr>,
+    },
     /// bind.
     Bind { fd: i32, addr: Option<SockAddr> },
     /// listen.

@@ -33,7 +33,7 @@ async fn tcp_udp_unix_addresses() {
 
     let v6 = TcpListener::bind("[::1]:0").ok();
     let v6_addr = v6.as_ref().map(|l| l.local_addr().expect("v6 addr"));
-    let _v6_client = v6_addr.map(TcpStream::connect);
+    let v6_client = v6_addr.map(TcpStream::connect);
 
     let udp = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
     let udp_addr = udp.local_addr().expect("udp addr");
@@ -83,10 +83,16 @@ async fn tcp_udp_unix_addresses() {
         .find(|s| matches!(&s.args, SyscallArgs::Connect { addr: Some(SockAddr::Inet(a)), .. } if *a == server))
         .unwrap_or_else(|| panic!("no connect to {server}: {connects:#?}"));
     assert_eq!(tcp.ret, 0);
-    if let Some(v6_addr) = v6_addr {
+    // The kernel also reports the local address it picked, as Falco's tuple shows it.
+    assert!(
+        matches!(&tcp.args, SyscallArgs::Connect { local: Some(SockAddr::Inet(l)), .. } if *l == client_addr),
+        "connect's local address is {client_addr}: {tcp:#?}"
+    );
+    if let (Some(v6_addr), Some(Ok(v6_client))) = (v6_addr, v6_client.as_ref()) {
+        let v6_local = v6_client.local_addr().expect("v6 local addr");
         assert!(
-            connects.iter().any(|s| matches!(&s.args, SyscallArgs::Connect { addr: Some(SockAddr::Inet(a)), .. } if *a == v6_addr)),
-            "no connect to {v6_addr}: {connects:#?}"
+            connects.iter().any(|s| matches!(&s.args, SyscallArgs::Connect { addr: Some(SockAddr::Inet(a)), local: Some(SockAddr::Inet(l)), .. } if *a == v6_addr && *l == v6_local)),
+            "no connect from {v6_local} to {v6_addr}: {connects:#?}"
         );
     }
     let unix = connects

@@ -114,6 +114,16 @@ pub fn resolve(btf: &Btf) -> ResolvedOffsets {
         files_fdt: get("files_struct.fdt", "files_struct", &["fdt"]),
         fdtable_fd: get("fdtable.fd", "fdtable", &["fd"]),
         inode_i_mode: get("inode.i_mode", "inode", &["i_mode"]),
+        file_private_data: get("file.private_data", "file", &["private_data"]),
+        socket_sk: get("socket.sk", "socket", &["sk"]),
+        sock_family: get("sock.skc_family", "sock", &["__sk_common.skc_family"]),
+        sock_num: get("sock.skc_num", "sock", &["__sk_common.skc_num"]),
+        sock_rcv_saddr: get("sock.skc_rcv_saddr", "sock", &["__sk_common.skc_rcv_saddr"]),
+        sock_v6_rcv_saddr: get(
+            "sock.skc_v6_rcv_saddr",
+            "sock",
+            &["__sk_common.skc_v6_rcv_saddr"],
+        ),
     };
     ResolvedOffsets {
         offsets,

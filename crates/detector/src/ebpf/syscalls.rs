@@ -116,7 +116,13 @@ pub fn spec_of(def: &SyscallDef) -> SyscallSpec {
     } else {
         0
     };
-    let enabled = spec::ENABLED | creds | fd_bits(def.name);
+    // connect's tuple names the local port the kernel picked, read at exit (as Falco).
+    let local_addr = if def.name == "connect" {
+        spec::LOCAL_ADDR
+    } else {
+        0
+    };
+    let enabled = spec::ENABLED | creds | fd_bits(def.name) | local_addr;
     // An open whose only captured argument is its path takes the kernel's fast entry.
     let captured: Vec<usize> = (0..6)
         .filter(|&i| !matches!(def.kinds[i], ArgKind::Raw | ArgKind::SockaddrOut))
@@ -422,6 +428,7 @@ pub fn decode_args(name: &str, a: &[u64; 6], slots: &[&[u8]; 8]) -> SyscallArgs 
         "connect" => SyscallArgs::Connect {
             fd: fd(a[0]),
             addr: addr(1),
+            local: addr(detector_common::slot::SYS_EXIT_ADDR),
         },
         "bind" => SyscallArgs::Bind {
             fd: fd(a[0]),

@@ -33,6 +33,8 @@ pub struct SysEvent<'a> {
     pub strs: [&'a [u8]; 6],
     /// The socket address of connect/bind/sendto/sendmsg, or accept's peer.
     pub addr: Option<SockAddr<'a>>,
+    /// connect: the socket's local address once connected (the port the kernel picked).
+    pub local: Option<std::net::SocketAddr>,
     /// NUL-separated argv (execve/execveat).
     pub argv: &'a [u8],
     /// `task->comm` at exit.

@@ -52,6 +52,7 @@ impl Converter {
             args: sc.raw_args,
             strs: [&[]; 6],
             addr: None,
+            local: None,
             argv: &[],
             comm: ev.comm.as_bytes(),
             // Most records leave the identity to the process table (see flags::CREDS).
@@ -108,9 +109,15 @@ impl Converter {
             }
             SyscallArgs::Chmod { path: Some(p), .. } => s.strs[at] = p.as_bytes(),
             SyscallArgs::MemfdCreate { name, .. } => s.strs[0] = name.as_bytes(),
-            SyscallArgs::Connect { addr: a, .. }
-            | SyscallArgs::Bind { addr: a, .. }
-            | SyscallArgs::Send { addr: a, .. } => s.addr = addr(a),
+            SyscallArgs::Connect { addr: a, local, .. } => {
+                s.addr = addr(a);
+                if let Some(crate::event::SockAddr::Inet(l)) = local {
+                    s.local = Some(*l);
+                }
+            }
+            SyscallArgs::Bind { addr: a, .. } | SyscallArgs::Send { addr: a, .. } => {
+                s.addr = addr(a)
+            }
             SyscallArgs::Accept { peer, .. } => s.addr = addr(peer),
             SyscallArgs::Mount {
                 source,

@@ -100,7 +100,7 @@ impl Tracker {
                     && let Some(info) = p.fds.get_mut(fd)
                 {
                     match ev.addr {
-                        Some(SockAddr::Inet(remote)) => info.set_tuple(None, remote, false),
+                        Some(SockAddr::Inet(remote)) => info.set_tuple(ev.local, remote, false),
                         Some(SockAddr::Unix(path, _)) => {
                             info.kind = FdKind::Unix;
                             info.name = String::from_utf8_lossy(path).into_owned();
@@ -382,6 +382,7 @@ mod tests {
         let mut c = ev("connect", 0);
         c.args[0] = 5;
         c.addr = Some(SockAddr::Inet("127.0.0.1:4444".parse().unwrap()));
+        c.local = Some("127.0.0.1:51000".parse().unwrap());
         t.before(&c);
         let mut d = ev("dup2", 1);
         d.args = [5, 1, 0, 0, 0, 0];
@@ -389,6 +390,8 @@ mod tests {
         let f = t.table.get(50).unwrap().fds.get(1).unwrap();
         assert_eq!(f.kind, FdKind::Ipv4);
         assert_eq!(f.server().unwrap().to_string(), "127.0.0.1:4444");
+        // The local port the kernel picked names the client side, as in Falco.
+        assert_eq!(f.name, "127.0.0.1:51000->127.0.0.1:4444");
         assert!(f.connected);
     }
 
