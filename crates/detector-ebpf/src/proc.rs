@@ -102,25 +102,15 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
 
     // argv: the new image's mm->arg_start..arg_end (NUL-separated), capped at ARGV_CAP.
     let mm = ptr(task, off.task_mm);
-    let start = read::<u64>(mm, off.mm_arg_start).unwrap_or(0);
-    let end = read::<u64>(mm, off.mm_arg_end).unwrap_or(0);
-    if start != 0 && end > start && pos < VAR_CAP {
-        let mut len = (end - start) as usize;
-        if len > ARGV_CAP {
-            len = ARGV_CAP;
-            fl |= flags::TRUNCATED;
-        }
-        let at = pos & (VAR_CAP - 1);
-        // SAFETY: at < VAR_CAP, len <= ARGV_CAP <= VAR_CAP: inside the 2 * VAR_CAP buffer.
-        let rc =
-            unsafe { bpf_probe_read_user(var.add(at).cast(), len as u32, start as *const c_void) };
-        if rc == 0 {
-            s.hdr.var_len[slot::PROC_ARGV] = len as u16;
-            pos += len;
-        } else {
-            fl |= flags::READ_FAILED;
-        }
-    }
+    s.hdr.var_len[slot::PROC_ARGV] = put_mm_range(
+        var,
+        &mut pos,
+        mm,
+        off.mm_arg_start,
+        off.mm_arg_end,
+        ARGV_CAP,
+        &mut fl,
+    );
     // exe dentry name
     let exe = ptr(mm, off.mm_exe_file);
     let name = ptr(ptr(exe, off.file_dentry), off.dentry_name);
@@ -130,26 +120,15 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
     // Slots are laid out in index order: PROC_ENV comes after PROC_EXE_NAME.
     if cfg.capture_env != 0 {
         fl |= flags::ENV;
-        let start = read::<u64>(mm, off.mm_env_start).unwrap_or(0);
-        let end = read::<u64>(mm, off.mm_env_end).unwrap_or(0);
-        if start != 0 && end > start && pos < VAR_CAP {
-            let mut len = (end - start) as usize;
-            if len > ENV_CAP {
-                len = ENV_CAP;
-                fl |= flags::TRUNCATED;
-            }
-            let at = pos & (VAR_CAP - 1);
-            // SAFETY: at < VAR_CAP, len <= ENV_CAP <= VAR_CAP: inside the 2 * VAR_CAP buffer.
-            let rc = unsafe {
-                bpf_probe_read_user(var.add(at).cast(), len as u32, start as *const c_void)
-            };
-            if rc == 0 {
-                s.hdr.var_len[slot::PROC_ENV] = len as u16;
-                pos += len;
-            } else {
-                fl |= flags::READ_FAILED;
-            }
-        }
+        s.hdr.var_len[slot::PROC_ENV] = put_mm_range(
+            var,
+            &mut pos,
+            mm,
+            off.mm_env_start,
+            off.mm_env_end,
+            ENV_CAP,
+            &mut fl,
+        );
     }
     if fl & flags::TRUNCATED != 0 {
         count(detector_common::counter::TRUNCATED);
@@ -160,6 +139,39 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
     s.hdr.len = len as u32;
     output(cfg, (s as *const ProcScratch).cast(), len);
     Some(())
+}
+
+/// Append the user memory `*(mm + start_off) .. *(mm + end_off)` (argv or the environment of
+/// the new image) at `*pos`, capped at `cap` (at most VAR_CAP). Returns the bytes written.
+#[inline(always)]
+fn put_mm_range(
+    var: *mut u8,
+    pos: &mut usize,
+    mm: u64,
+    start_off: u32,
+    end_off: u32,
+    cap: usize,
+    fl: &mut u16,
+) -> u16 {
+    let start = read::<u64>(mm, start_off).unwrap_or(0);
+    let end = read::<u64>(mm, end_off).unwrap_or(0);
+    if start == 0 || end <= start || *pos >= VAR_CAP {
+        return 0;
+    }
+    let mut len = (end - start) as usize;
+    if len > cap {
+        len = cap;
+        *fl |= flags::TRUNCATED;
+    }
+    let at = *pos & (VAR_CAP - 1);
+    // SAFETY: at < VAR_CAP, len <= cap <= VAR_CAP: inside the 2 * VAR_CAP buffer.
+    let rc = unsafe { bpf_probe_read_user(var.add(at).cast(), len as u32, start as *const c_void) };
+    if rc != 0 {
+        *fl |= flags::READ_FAILED;
+        return 0;
+    }
+    *pos += len;
+    len as u16
 }
 
 #[btf_tracepoint(function = "sched_process_fork")]
