@@ -140,7 +140,9 @@ pub fn fill_proc_info(info: &mut ProcInfo, off: &KernelOffsets, task: u64) {
         let driver = ptr(tty, off.tty_driver);
         let major = read::<i32>(driver, off.tty_driver_major).unwrap_or(0) as u32;
         let minor = read::<i32>(driver, off.tty_driver_minor_start).unwrap_or(0) as u32;
-        info.tty = (major << 20) | ((minor + index) & 0xfffff);
+        // new_encode_dev(), as /proc/PID/stat's tty_nr and Falco's proc.tty (pts/0 = 34816).
+        let minor = (minor + index) & 0xfffff;
+        info.tty = (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12);
     }
     // exe: mm->exe_file->f_inode
     let mm = ptr(task, off.task_mm);

@@ -315,7 +315,8 @@ pub struct ProcDetails {
     pub exe_from_memfd: bool,
     /// The exe lives on overlayfs.
     pub exe_on_overlay: bool,
-    /// Controlling tty (kernel dev_t: major << 20 | minor), 0 = none (`proc.tty`).
+    /// Controlling tty, encoded as /proc/PID/stat's `tty_nr` and Falco's `proc.tty`
+    /// (`minor & 0xff | major << 8 | (minor & !0xff) << 12`), 0 = none.
     pub tty: u32,
     /// cgroup v2 id of the task's cgroup.
     pub cgroup_id: u64,
