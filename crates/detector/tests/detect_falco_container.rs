@@ -1,7 +1,9 @@
 //! Acceptance in a test container built here: a cgroup named the way docker names one
 //! (`/docker/<64 hex>`), new mount, pid, uts and net namespaces, an overlayfs root made from
 //! busybox-static, started by a launcher named `runc` on a pseudo-terminal. With Falco's
-//! falco_rules.yaml loaded unmodified, real actions inside raise the named upstream rules.
+//! falco_rules.yaml loaded unmodified, real actions inside raise the named upstream rules; a
+//! second detector that also loads falco-incubating_rules.yaml checks two of its container
+//! rules against the same run.
 //! Needs root, cgroup v2, overlayfs and /bin/busybox (skips with a notice; fails under CI=true).
 
 mod detect_support;
@@ -57,7 +59,7 @@ fn build_rootfs(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     )
     .unwrap();
     for applet in [
-        "sh", "nc", "cat", "cp", "sleep", "ip", "arping", "true", "echo", "mount", "chroot",
+        "sh", "nc", "cat", "cp", "sleep", "ip", "arping", "true", "echo", "mount", "chroot", "apk",
     ] {
         std::os::unix::fs::symlink("/bin/busybox", lower.join("bin").join(applet)).unwrap();
     }
@@ -105,7 +107,12 @@ fn falco_rules_fire_on_real_actions_in_a_test_container() {
     std::fs::copy("/usr/bin/unshare", &runc).unwrap();
     std::fs::set_permissions(&runc, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let d = Detector::start(&[rules], &dir);
+    let d = Detector::start(std::slice::from_ref(&rules), &dir);
+    // A second detector, with the incubating rules too, watches the same container for
+    // the container rules that read the environment, tty and tool names.
+    let more_dir = scratch("container-more");
+    let incubating = rules.with_file_name("falco-incubating_rules.yaml");
+    let more = Detector::start(&[rules, incubating], &more_dir);
     let mut f = Failures::default();
 
     // Inside the container: every case, one after the other.
@@ -124,6 +131,10 @@ fn falco_rules_fire_on_real_actions_in_a_test_container() {
         "echo 1 > /release_agent",
         // Drop and execute new binary in container.
         "/bin/cp /bin/busybox /tmp/true && /tmp/true",
+        // Incubating: Read environment variable from /proc files; Launch Package Management
+        // Process in Container (busybox has no apk applet: the exec is what counts).
+        "/bin/cat /proc/self/environ >/dev/null",
+        "/bin/apk --help >/dev/null 2>&1; true",
     ]
     .join("; ");
     let outer = format!(
@@ -245,8 +256,36 @@ fn falco_rules_fire_on_real_actions_in_a_test_container() {
         );
     }
 
+    let a = more.wait_for("Read environment variable from /proc files", WAIT, |a| {
+        a.field_str("fd.name") == Some("/proc/self/environ")
+    });
+    f.check(a.is_some(), "cat /proc/self/environ: no alert");
+    let a = more.wait_for(
+        "Launch Package Management Process in Container",
+        WAIT,
+        |a| a.field_str("proc.name") == Some("apk"),
+    );
+    f.check(a.is_some(), "apk in the container: no alert");
+    if let Some(a) = a {
+        // proc.tty as Falco encodes it (/proc's tty_nr): a pty slave, major 136..143.
+        let tty = a
+            .output
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("terminal="))
+            .and_then(|t| t.parse::<u32>().ok());
+        f.check(
+            tty.is_some_and(|t| (136..=143).contains(&((t >> 8) & 0xfff))),
+            format!("terminal is a pty in tty_nr encoding: {}", a.output),
+        );
+    }
+
     let _ = std::fs::remove_dir(&cgroup);
     let _ = std::fs::remove_dir(cg_root.join("docker"));
+    f.check(
+        more.stop(),
+        "the second detector did not exit cleanly on SIGINT",
+    );
     f.finish(d);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&more_dir);
 }
