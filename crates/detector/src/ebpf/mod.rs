@@ -245,9 +245,13 @@ impl Capture {
             return Self::start_with(&cfg, false);
         }
         match Self::start_with(&cfg, true) {
-            // The direct descriptor walk depends on the kernel's types agreeing with ours;
-            // a verifier that disagrees costs speed, never the capture.
-            Err(CaptureError::Program { name, source }) => {
+            // The direct descriptor walk (only sys_exit walks descriptors) depends on the
+            // kernel's types agreeing with ours; a verifier that disagrees costs speed,
+            // never the capture.
+            Err(CaptureError::Program {
+                name: name @ "sys_exit",
+                source,
+            }) => {
                 tracing::warn!(
                     program = name,
                     error = %source,
@@ -564,13 +568,13 @@ impl Capture {
         self.rings.len()
     }
 
-    /// Kernel struct members this kernel lacks (the dependent fields stay empty).
     /// Whether the programs walk descriptor tables with direct loads (see
     /// [`CaptureConfig::direct_fd_walk`]) rather than helper reads.
     pub fn direct_fd_walk(&self) -> bool {
         self.direct_fd_walk
     }
 
+    /// Kernel struct members this kernel lacks (the dependent fields stay empty).
     pub fn missing_offsets(&self) -> &[&'static str] {
         &self.missing_offsets
     }

@@ -126,16 +126,7 @@ const CHMOD_MODE: &[(u64, &str)] = &[
 /// (`S_IXOTH|S_IROTH|...|S_ISUID`; rules test it with `contains "S_ISUID"`). Writes
 /// nothing when no permission bit is set: the caller then shows the number.
 pub fn chmod_mode(mode: u64, out: &mut String) {
-    let mut first = true;
-    for (bit, name) in CHMOD_MODE {
-        if mode & bit == *bit {
-            if !first {
-                out.push('|');
-            }
-            out.push_str(name);
-            first = false;
-        }
-    }
+    push_bit_names(mode, CHMOD_MODE, out);
 }
 
 /// A number as C's `%#o` prints it (Falco's octal parameters): `0644`, and `0` for zero.
@@ -165,7 +156,9 @@ pub fn exe_flags(writable: bool, upper: bool, memfd: bool, out: &mut String) {
     }
 }
 
-fn bit_names(flags: u64, table: &[(u64, &str)], out: &mut String) {
+/// Append the names of `table`'s bits set in `flags`, `|`-separated. Returns the bits no
+/// name covered and whether a name was written.
+fn push_bit_names(flags: u64, table: &[(u64, &str)], out: &mut String) -> (u64, bool) {
     let mut first = true;
     let mut rest = flags;
     for (bit, name) in table {
@@ -178,12 +171,18 @@ fn bit_names(flags: u64, table: &[(u64, &str)], out: &mut String) {
             rest &= !bit;
         }
     }
+    (rest, !first)
+}
+
+/// Flag names, then any unnamed bits in hex; `0` when none is set.
+fn bit_names(flags: u64, table: &[(u64, &str)], out: &mut String) {
+    let (rest, named) = push_bit_names(flags, table, out);
     if rest != 0 {
-        if !first {
+        if named {
             out.push('|');
         }
         let _ = write!(out, "{rest:#x}");
-    } else if first {
+    } else if !named {
         out.push('0');
     }
 }
