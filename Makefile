@@ -1,5 +1,5 @@
 # aerie: the two quick-start commands. See README.md.
-.PHONY: run test bench build fuzz
+.PHONY: run test bench build fuzz image
 
 # Bootstrap, build, and run router + detector on the embedded defaults (Ctrl-C stops both).
 run:
@@ -20,3 +20,9 @@ bench:
 FUZZ_SECS ?= 60
 fuzz:
 	scripts/fuzz $(FUZZ_SECS)
+
+# Container images of aerie-detector and aerie-router, daemonless (buildah): static musl binaries
+# on scratch, written to target/images/*.oci.tar; prints their sizes. See deploy/README.md.
+image:
+	scripts/bootstrap
+	scripts/image
