@@ -173,8 +173,20 @@ pub struct Collection {
     rule_pos: HashMap<String, usize>,
 }
 
-/// An error that stops reading the current file (Falco stops at a file's first error).
+/// An error that stops reading the current item (or, for YAML and document-level
+/// problems, the file). Later items are still read, so one load reports every error.
 struct Stop(ErrorCode, String, Context);
+
+impl Stop {
+    fn into_error(self) -> LoadError {
+        let Stop(code, message, context) = self;
+        LoadError {
+            code,
+            message,
+            context,
+        }
+    }
+}
 
 type R<T> = Result<T, Stop>;
 
@@ -198,19 +210,17 @@ impl Collection {
             coll: self,
             file: name,
             warnings: Vec::new(),
+            errors: Vec::new(),
             counts: ItemCounts::default(),
             known_sources,
         };
         // yaml-cpp skips a UTF-8 byte-order mark; so do we.
         let result = reader.read_text(text.strip_prefix('\u{feff}').unwrap_or(text));
         file.warnings = std::mem::take(&mut reader.warnings);
+        file.errors = std::mem::take(&mut reader.errors);
         file.counts = reader.counts;
-        if let Err(Stop(code, message, context)) = result {
-            file.errors.push(LoadError {
-                code,
-                message,
-                context,
-            });
+        if let Err(stop) = result {
+            file.errors.push(stop.into_error());
         }
         file.successful = file.errors.is_empty();
         self.files.push(file);
@@ -307,6 +317,7 @@ struct Reader<'c> {
     coll: &'c mut Collection,
     file: &'c str,
     warnings: Vec<LoadWarning>,
+    errors: Vec<LoadError>,
     counts: ItemCounts,
     known_sources: &'c [&'c str],
 }
@@ -445,8 +456,10 @@ impl Reader<'_> {
                 Kind::Null => continue,
                 Kind::Seq(items) => {
                     for item in items {
-                        if !item.is_null() {
-                            self.read_item(item)?;
+                        if !item.is_null()
+                            && let Err(stop) = self.read_item(item)
+                        {
+                            self.errors.push(stop.into_error());
                         }
                     }
                 }

@@ -148,3 +148,49 @@ fn load_time_is_linear_in_the_number_of_rules() {
     eprintln!("4k rules: {small:?}; 16k rules: {large:?}; ratio {ratio:.2}");
     assert!(ratio < 8.0, "4x the rules took {ratio:.1}x as long");
 }
+
+/// Loading goes on after an item's structural error, so one run reports every error of a
+/// file, each at its own line (it stopped at the first).
+#[test]
+fn every_structural_error_of_a_file_is_reported() {
+    let text = "\
+- rule: no output
+  desc: d
+  condition: evt.type = execve
+  priority: WARNING
+- list: no items
+- rule: bad priority
+  desc: d
+  condition: evt.type = execve
+  output: o
+  priority: LOUD
+- macro: m
+  condition: evt.type = openat
+- rule: fine
+  desc: d
+  condition: m
+  output: o
+  priority: INFO
+- rule: unknown field
+  desc: d
+  condition: evt.type = execve and proc.nmae = x
+  output: o
+  priority: INFO
+";
+    let e = errors(text);
+    assert_eq!(e.len(), 4, "{e:#?}");
+    assert!(
+        e[0].starts_with("LOAD_ERR_YAML_VALIDATE Item has no mapping for key 'output' @1"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("LOAD_ERR_YAML_VALIDATE Item has no mapping for key 'items' @5"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].starts_with("LOAD_ERR_YAML_VALIDATE Invalid priority \"LOUD\" @10"),
+        "{e:?}"
+    );
+    assert!(e[3].starts_with("LOAD_ERR_COMPILE_CONDITION"), "{e:?}");
+    assert!(e[3].contains("proc.nmae"), "{e:?}");
+}
