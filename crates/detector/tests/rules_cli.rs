@@ -192,6 +192,62 @@ fn test_rules_reports_failures() {
     assert!(out.contains("PASS right"), "{out}");
 }
 
+/// `test-rules` cannot pass cases that test nothing: each of these exited 0 before.
+#[test]
+fn test_rules_refuses_cases_that_test_nothing() {
+    let rules = tmp(
+        "vacuous-rules.yaml",
+        "- rule: Cat\n  desc: d\n  condition: evt.type = execve and proc.name = cat\n  output: o\n  priority: info\n",
+    );
+    let rules = rules.to_str().unwrap();
+    let bad = [
+        (
+            "misspelt-field",
+            "- name: c\n  event: {fields: {evt.type: execve, proc.nmae: cat}}\n  expect_not: [Cat]\n",
+            "2:38: case \"c\": \"proc.nmae\" is not a field of source syscall",
+        ),
+        (
+            "unknown-source",
+            "- name: c\n  event: {source: sycall, fields: {evt.type: execve}}\n  expect_not: [Cat]\n",
+            "case \"c\": unknown source \"sycall\"",
+        ),
+        (
+            "misspelt-case-key",
+            "- name: c\n  event: {fields: {evt.type: execve, proc.name: cat}}\n  expect: [Cat]\n  expect_nto: [Cat]\n",
+            "4:3: case \"c\": unknown key \"expect_nto\"",
+        ),
+        (
+            "misspelt-event-key",
+            "- name: c\n  event: {feilds: {evt.type: execve}}\n  expect_not: [Cat]\n",
+            "case \"c\": unknown event key \"feilds\"",
+        ),
+        ("empty", "# nothing yet\n", "no test cases"),
+    ];
+    for (name, text, want) in bad {
+        let cases = tmp(&format!("{name}.yaml"), text);
+        let cli = Cli::try_parse_from([
+            "aerie-detector",
+            "test-rules",
+            "--rules",
+            rules,
+            cases.to_str().unwrap(),
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        let err = rules_cli::run_to(cli.cmd, &mut out).expect_err(name);
+        let msg = format!("{err:#}");
+        assert!(msg.contains(want), "{name}: {msg}");
+        assert!(msg.contains(&format!("{name}.yaml")), "{name}: {msg}");
+    }
+    // Fields with arguments, dotted keys and times are fields.
+    let ok = tmp(
+        "args-ok.yaml",
+        "- name: c\n  event:\n    time: \"2024-05-01T10:20:30Z\"\n    fields:\n      evt.type: execve\n      proc.name: cat\n      proc.aname[2]: sh\n      evt.arg.flags: O_RDONLY\n      k8s.pod.label.app: web\n  expect: [Cat]\n",
+    );
+    let (code, out) = run(&["test-rules", "--rules", rules, ok.to_str().unwrap()]);
+    assert_eq!(code, ExitCode::SUCCESS, "{out}");
+}
+
 #[test]
 fn replay_prints_falco_json_alerts() {
     let rules = tmp(

@@ -2,7 +2,7 @@
 //! semantics. Files are read in order into one collection; later items define, append to or
 //! override earlier ones. Nothing is compiled here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use aerie_alert::Priority;
 
@@ -78,6 +78,84 @@ pub struct PluginRequirement {
     pub alternatives: Vec<(String, String)>,
 }
 
+impl PluginRequirement {
+    /// Falco's `check_plugin_requirements` for one entry: the first alternative (the plugin
+    /// itself first) that names a loaded plugin decides; its version must be compatible.
+    pub fn check(&self, loaded: &[(&str, Version)]) -> Result<(), String> {
+        let wanted = std::iter::once((self.name.as_str(), self.version.as_str())).chain(
+            self.alternatives
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        );
+        for (name, version) in wanted.clone() {
+            let Some((_, have)) = loaded.iter().find(|(n, _)| *n == name) else {
+                continue;
+            };
+            let Some(req) = Version::parse(version) else {
+                return Err(format!(
+                    "Invalid required version '{version}' for plugin '{name}'"
+                ));
+            };
+            return if have.compatible_with(req) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "Plugin '{name}' version '{have}' is not compatible with required plugin version '{version}'"
+                ))
+            };
+        }
+        let list: Vec<String> = wanted.map(|(n, v)| format!("{n} (>= {v})")).collect();
+        Err(format!(
+            "Plugin requirement not satisfied, must load one of: {}",
+            list.join(", ")
+        ))
+    }
+}
+
+/// A `major.minor.patch` version, as Falco's `sinsp_version` reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl Version {
+    /// `x.y.z`.
+    pub fn parse(s: &str) -> Option<Version> {
+        let mut it = s.trim().split('.').map(|p| p.parse::<u32>().ok());
+        let v = Version(it.next()??, it.next()??, it.next()??);
+        it.next().is_none().then_some(v)
+    }
+
+    /// A `required_engine_version`: `x.y.z`, or a bare number N, which Falco reads as 0.N.0.
+    pub fn parse_engine(s: &str) -> Option<Version> {
+        match s.trim().parse::<u32>() {
+            Ok(n) => Some(Version(0, n, 0)),
+            Err(_) => Version::parse(s),
+        }
+    }
+
+    /// `sinsp_version::compatible_with`: same major, and not older than `req`.
+    pub fn compatible_with(self, req: Version) -> bool {
+        self.0 == req.0 && (self.1, self.2) >= (req.1, req.2)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// The rules engine version this crate implements: Falco 0.44's.
+pub const ENGINE_VERSION: Version = Version(0, 62, 0);
+
+/// What aerie has built in, named as the Falco plugins it stands in for, so that rule
+/// files' `required_plugin_versions` are checked as Falco checks them: container metadata
+/// (Falco's container plugin), the `k8s_audit` source (k8saudit) and the `json.*` fields.
+pub const BUILTIN_PLUGINS: &[(&str, Version)] = &[
+    ("container", Version(0, 6, 0)),
+    ("k8saudit", Version(0, 18, 0)),
+    ("json", Version(0, 7, 0)),
+];
+
 /// Every item read so far, in definition order.
 #[derive(Debug, Default, Clone)]
 pub struct Collection {
@@ -88,10 +166,27 @@ pub struct Collection {
     pub required_plugin_versions: Vec<PluginRequirement>,
     pub files: Vec<FileResult>,
     next_index: usize,
+    /// Positions in `lists`, `macros` and `rules` by name: loading stays linear in the
+    /// number of items (items are only ever added or replaced in place).
+    list_pos: HashMap<String, usize>,
+    macro_pos: HashMap<String, usize>,
+    rule_pos: HashMap<String, usize>,
 }
 
-/// An error that stops reading the current file (Falco stops at a file's first error).
+/// An error that stops reading the current item (or, for YAML and document-level
+/// problems, the file). Later items are still read, so one load reports every error.
 struct Stop(ErrorCode, String, Context);
+
+impl Stop {
+    fn into_error(self) -> LoadError {
+        let Stop(code, message, context) = self;
+        LoadError {
+            code,
+            message,
+            context,
+        }
+    }
+}
 
 type R<T> = Result<T, Stop>;
 
@@ -115,18 +210,17 @@ impl Collection {
             coll: self,
             file: name,
             warnings: Vec::new(),
+            errors: Vec::new(),
             counts: ItemCounts::default(),
             known_sources,
         };
-        let result = reader.read_text(text);
+        // yaml-cpp skips a UTF-8 byte-order mark; so do we.
+        let result = reader.read_text(text.strip_prefix('\u{feff}').unwrap_or(text));
         file.warnings = std::mem::take(&mut reader.warnings);
+        file.errors = std::mem::take(&mut reader.errors);
         file.counts = reader.counts;
-        if let Err(Stop(code, message, context)) = result {
-            file.errors.push(LoadError {
-                code,
-                message,
-                context,
-            });
+        if let Err(stop) = result {
+            file.errors.push(stop.into_error());
         }
         file.successful = file.errors.is_empty();
         self.files.push(file);
@@ -152,13 +246,64 @@ impl Collection {
     }
 
     pub fn list(&self, name: &str) -> Option<&ListInfo> {
-        self.lists.iter().find(|l| l.name == name)
+        self.list_pos.get(name).map(|&i| &self.lists[i])
     }
     pub fn macro_info(&self, name: &str) -> Option<&MacroInfo> {
-        self.macros.iter().find(|m| m.name == name)
+        self.macro_pos.get(name).map(|&i| &self.macros[i])
     }
     pub fn rule(&self, name: &str) -> Option<&RuleInfo> {
-        self.rules.iter().find(|r| r.name == name)
+        self.rule_pos.get(name).map(|&i| &self.rules[i])
+    }
+    fn list_mut(&mut self, name: &str) -> Option<&mut ListInfo> {
+        self.list_pos.get(name).map(|&i| &mut self.lists[i])
+    }
+    fn macro_mut(&mut self, name: &str) -> Option<&mut MacroInfo> {
+        self.macro_pos.get(name).map(|&i| &mut self.macros[i])
+    }
+    fn rule_mut(&mut self, name: &str) -> Option<&mut RuleInfo> {
+        self.rule_pos.get(name).map(|&i| &mut self.rules[i])
+    }
+
+    /// Define a list, replacing an earlier one of the same name in its place.
+    fn define_list(&mut self, info: ListInfo) {
+        match self.list_mut(&info.name) {
+            Some(prev) => {
+                let index = prev.index;
+                *prev = ListInfo { index, ..info };
+            }
+            None => {
+                self.list_pos.insert(info.name.clone(), self.lists.len());
+                self.lists.push(info);
+            }
+        }
+    }
+
+    /// Define a macro, replacing an earlier one of the same name in its place.
+    fn define_macro(&mut self, info: MacroInfo) {
+        match self.macro_mut(&info.name) {
+            Some(prev) => {
+                let index = prev.index;
+                *prev = MacroInfo { index, ..info };
+            }
+            None => {
+                self.macro_pos.insert(info.name.clone(), self.macros.len());
+                self.macros.push(info);
+            }
+        }
+    }
+
+    /// Define a rule, replacing an earlier one of the same name in its place.
+    fn define_rule(&mut self, info: RuleInfo) {
+        match self.rule_mut(&info.name) {
+            Some(prev) => {
+                let index = prev.index;
+                *prev = RuleInfo { index, ..info };
+            }
+            None => {
+                self.rule_pos.insert(info.name.clone(), self.rules.len());
+                self.rules.push(info);
+            }
+        }
     }
 
     fn bump(&mut self) -> usize {
@@ -172,6 +317,7 @@ struct Reader<'c> {
     coll: &'c mut Collection,
     file: &'c str,
     warnings: Vec<LoadWarning>,
+    errors: Vec<LoadError>,
     counts: ItemCounts,
     known_sources: &'c [&'c str],
 }
@@ -310,8 +456,10 @@ impl Reader<'_> {
                 Kind::Null => continue,
                 Kind::Seq(items) => {
                     for item in items {
-                        if !item.is_null() {
-                            self.read_item(item)?;
+                        if !item.is_null()
+                            && let Err(stop) = self.read_item(item)
+                        {
+                            self.errors.push(stop.into_error());
                         }
                     }
                 }
@@ -528,15 +676,21 @@ impl Reader<'_> {
             match v.as_str() {
                 Some(s) if !s.trim().is_empty() => {
                     let s = s.trim();
-                    let semver_ok = s.parse::<u32>().is_ok()
-                        || (s.split('.').count() == 3
-                            && s.split('.').all(|p| p.parse::<u32>().is_ok()));
-                    if !semver_ok {
+                    let Some(required) = Version::parse_engine(s) else {
                         return Err(validate(
                             format!(
                                 "Unable to parse engine version '{s}' as a semver string. Expected \"x.y.z\" semver format."
                             ),
                             &ctx,
+                        ));
+                    };
+                    if required > ENGINE_VERSION {
+                        return Err(Stop(
+                            ErrorCode::Validate,
+                            format!(
+                                "Rules require engine version {s}, but engine version is {ENGINE_VERSION}"
+                            ),
+                            self.value_ctx(v, &ctx),
                         ));
                     }
                     self.coll.required_engine_version = Some(s.to_owned());
@@ -587,11 +741,15 @@ impl Reader<'_> {
                         ));
                     }
                 }
-                self.coll.required_plugin_versions.push(PluginRequirement {
+                let req = PluginRequirement {
                     name,
                     version,
                     alternatives,
-                });
+                };
+                if let Err(message) = req.check(BUILTIN_PLUGINS) {
+                    return Err(Stop(ErrorCode::Validate, message, pctx));
+                }
+                self.coll.required_plugin_versions.push(req);
             }
             let ctx = self.ctx(item, "required_plugin_versions", "");
             self.warn_unknown_keys(item, &["required_plugin_versions"], &ctx);
@@ -645,7 +803,7 @@ impl Reader<'_> {
         append |= app.iter().any(|k| k == "items");
         let id = self.coll.bump();
         if append {
-            let Some(prev) = self.coll.lists.iter_mut().find(|l| l.name == name) else {
+            let Some(prev) = self.coll.list_mut(&name) else {
                 return Err(Stop(
                     ErrorCode::Validate,
                     "List has 'append' key or an append override but no list by that name already exists".into(),
@@ -663,13 +821,7 @@ impl Reader<'_> {
                 visibility: id,
                 ctx: ctx.clone(),
             };
-            match self.coll.lists.iter_mut().find(|l| l.name == name) {
-                Some(prev) => {
-                    let index = prev.index;
-                    *prev = ListInfo { index, ..info };
-                }
-                None => self.coll.lists.push(info),
-            }
+            self.coll.define_list(info);
         }
         self.warn_unknown_keys(item, LIST_KEYS, &ctx);
         Ok(())
@@ -699,7 +851,7 @@ impl Reader<'_> {
         append |= app.iter().any(|k| k == "condition");
         let id = self.coll.bump();
         if append {
-            let Some(prev) = self.coll.macros.iter_mut().find(|m| m.name == name) else {
+            let Some(prev) = self.coll.macro_mut(&name) else {
                 return Err(Stop(
                     ErrorCode::Validate,
                     "Macro has 'append' key or an append override but no macro by that name already exists".into(),
@@ -719,13 +871,7 @@ impl Reader<'_> {
                 ctx: ctx.clone(),
                 cond_ctx,
             };
-            match self.coll.macros.iter_mut().find(|m| m.name == name) {
-                Some(prev) => {
-                    let index = prev.index;
-                    *prev = MacroInfo { index, ..info };
-                }
-                None => self.coll.macros.push(info),
-            }
+            self.coll.define_macro(info);
         }
         self.warn_unknown_keys(item, MACRO_KEYS, &ctx);
         Ok(())
@@ -811,7 +957,7 @@ impl Reader<'_> {
                 "The standalone 'enabled' key usage is deprecated. The correct approach requires also a 'replace' entry under the 'override' key (i.e. 'enabled: replace').",
                 &ctx,
             );
-            let Some(prev) = self.coll.rules.iter_mut().find(|r| r.name == name) else {
+            let Some(prev) = self.coll.rule_mut(&name) else {
                 return Err(validate(
                     "Rule has 'enabled' key but no rule by that name already exists",
                     &ctx,
@@ -896,13 +1042,7 @@ impl Reader<'_> {
                 output_ctx,
                 unknown_source,
             };
-            match self.coll.rules.iter_mut().find(|r| r.name == name) {
-                Some(prev) => {
-                    let index = prev.index;
-                    *prev = RuleInfo { index, ..info };
-                }
-                None => self.coll.rules.push(info),
-            }
+            self.coll.define_rule(info);
         }
         self.warn_unknown_keys(item, RULE_KEYS, &ctx);
         Ok(())
@@ -961,7 +1101,7 @@ impl Reader<'_> {
 
     fn append_rule(&mut self, name: &str, u: RuleUpdate, ctx: &Context) -> R<()> {
         let id = self.coll.bump();
-        let Some(prev) = self.coll.rules.iter_mut().find(|r| r.name == name) else {
+        let Some(prev) = self.coll.rule_mut(name) else {
             return Err(Stop(
                 ErrorCode::Validate,
                 "Rule has 'append' key or an append override but no rule by that name already exists".into(),
@@ -1040,7 +1180,7 @@ impl Reader<'_> {
 
     fn replace_rule(&mut self, name: &str, u: RuleUpdate, ctx: &Context) -> R<()> {
         let _ = self.coll.bump();
-        let Some(prev) = self.coll.rules.iter_mut().find(|r| r.name == name) else {
+        let Some(prev) = self.coll.rule_mut(name) else {
             return Err(Stop(
                 ErrorCode::Validate,
                 "An replace to a rule was requested but no rule by that name already exists".into(),

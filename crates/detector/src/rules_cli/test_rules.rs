@@ -7,13 +7,16 @@
 //!   expect_not: [Run shell untrusted]
 //! ```
 //! A mapping with a `cases:` list is accepted too.
+//!
+//! A case file cannot pass vacuously: an unknown case or event key, an unknown source, a
+//! field the source does not have, or a file with no cases is an error with its position.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use aerie_rules::yaml::{self, Kind, Node};
-use aerie_rules::{EngineConfig, JsonEvent, Matches, RuleMatching};
+use aerie_rules::{Engine, EngineConfig, FieldRegistry, JsonEvent, Matches, RuleMatching};
 use anyhow::{Context as _, bail};
 
 use super::{TestRulesArgs, load_engine, split_last};
@@ -57,8 +60,32 @@ fn names(node: Option<&Node>, what: &str, file: &Path) -> anyhow::Result<Vec<Str
     }
 }
 
-/// Parse a case file.
-pub(crate) fn parse_cases(text: &str, file: &Path) -> anyhow::Result<Vec<Case>> {
+const CASE_KEYS: &[&str] = &["name", "event", "expect", "expect_not"];
+const EVENT_KEYS: &[&str] = &["source", "fields", "time"];
+
+/// The first key of mapping `node` that is not in `known`, with its position.
+fn unknown_key<'n>(node: &'n Node, known: &[&str]) -> Option<(&'n str, usize, usize)> {
+    let Kind::Map(entries) = &node.kind else {
+        return None;
+    };
+    entries.iter().find_map(|(k, _)| {
+        let name = k.as_str().unwrap_or("");
+        (!known.contains(&name)).then_some((name, k.mark.line, k.mark.column))
+    })
+}
+
+/// Whether `key` (`fd.name`, `proc.aname[2]`, `evt.arg.flags`, `ka.uri.param[command]`)
+/// names a field of `registry`.
+fn is_field(registry: &FieldRegistry, key: &str) -> bool {
+    let base = match key.find('[') {
+        Some(i) if key.ends_with(']') => &key[..i],
+        _ => key,
+    };
+    registry.resolve(base).is_some()
+}
+
+/// Parse a case file, checking its events against the sources and fields `engine` knows.
+pub(crate) fn parse_cases(text: &str, file: &Path, engine: &Engine) -> anyhow::Result<Vec<Case>> {
     let docs = yaml::parse_documents(text).map_err(|e| {
         anyhow::anyhow!(
             "{}:{}:{}: {}",
@@ -88,11 +115,43 @@ pub(crate) fn parse_cases(text: &str, file: &Path) -> anyhow::Result<Vec<Case>> 
                 .get("name")
                 .and_then(Node::as_str)
                 .map_or_else(|| format!("case {}", i + 1), str::to_owned);
+            let f = file.display();
+            if let Some((key, line, col)) = unknown_key(c, CASE_KEYS) {
+                bail!(
+                    "{f}:{line}:{col}: case {name:?}: unknown key {key:?} (expected one of: {})",
+                    CASE_KEYS.join(", ")
+                );
+            }
             let Some(ev) = c.get("event") else {
                 bail!("{at}: case {name:?} has no `event`");
             };
+            if let Some((key, line, col)) = unknown_key(ev, EVENT_KEYS) {
+                bail!(
+                    "{f}:{line}:{col}: case {name:?}: unknown event key {key:?} (expected one of: {})",
+                    EVENT_KEYS.join(", ")
+                );
+            }
             let event = JsonEvent::from_json(ev.to_json())
                 .map_err(|e| anyhow::anyhow!("{at}: case {name:?}: invalid event: {e}"))?;
+            let Some(registry) = engine.registry(&event.source) else {
+                bail!(
+                    "{at}: case {name:?}: unknown source {:?} (known: syscall, k8s_audit)",
+                    event.source
+                );
+            };
+            if let Some(Kind::Map(fields)) = ev.get("fields").map(|n| &n.kind) {
+                for (k, _) in fields {
+                    let key = k.as_str().unwrap_or("");
+                    if !is_field(registry, key) {
+                        bail!(
+                            "{f}:{}:{}: case {name:?}: {key:?} is not a field of source {}",
+                            k.mark.line,
+                            k.mark.column,
+                            event.source
+                        );
+                    }
+                }
+            }
             let expect = names(c.get("expect"), "expect", file)?;
             let expect_not = names(c.get("expect_not"), "expect_not", file)?;
             if expect.is_empty() && expect_not.is_empty() {
@@ -106,6 +165,12 @@ pub(crate) fn parse_cases(text: &str, file: &Path) -> anyhow::Result<Vec<Case>> 
                 expect_not,
             });
         }
+    }
+    if cases.is_empty() {
+        bail!(
+            "{}: no test cases (a case file must hold at least one)",
+            file.display()
+        );
     }
     Ok(cases)
 }
@@ -121,7 +186,7 @@ pub fn run_test_rules(args: TestRulesArgs, out: &mut dyn Write) -> anyhow::Resul
     )?;
     let text = std::fs::read_to_string(&cases_path)
         .with_context(|| format!("cannot read test cases {}", cases_path.display()))?;
-    let cases = parse_cases(&text, &cases_path)?;
+    let cases = parse_cases(&text, &cases_path, &engine)?;
     let mut failed = 0;
     let mut matches = Matches::new();
     for case in &cases {
