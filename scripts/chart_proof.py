@@ -159,9 +159,9 @@ class Layout:
             os.chmod(d, st | g | 0o2000)
 
 
-def mount_script(root, mounts, readonly_root=True):
+def mount_script(root, mounts, readonly_root=True, hosts=()):
     """Shell lines that build `root` (host /usr and friends read-only) and bind the volume
-    sources at their mount paths."""
+    sources at their mount paths; `hosts` resolve to 127.0.0.1 inside it."""
     lines = [
         "set -eu",
         "mount --make-rprivate /",
@@ -181,7 +181,7 @@ def mount_script(root, mounts, readonly_root=True):
         f"mount -t proc proc {root}/proc",
         f"mount --bind /sys {root}/sys",
         # /etc: an empty directory plus what name resolution of 127.0.0.1/localhost needs.
-        f"printf '127.0.0.1 localhost\\n' > {root}/etc/hosts",
+        f"printf '127.0.0.1 localhost {' '.join(hosts)}\\n' > {root}/etc/hosts",
         f"printf 'root:x:0:0::/:/bin/sh\\n' > {root}/etc/passwd",
     ]
     for src, dst, ro, is_file in mounts:
@@ -263,6 +263,7 @@ def prove_router(docs, work, router_bin, tls_pki):
         f"echo '-- router: serve; waiting for the startup probe ({scheme}://127.0.0.1:{port}{probe['path']})'",
         f"{drop} /opt/aerie/aerie-router {args} > {work}/router.log 2>&1 &",
         "pid=$!",
+        "trap 'kill $pid 2>/dev/null || true' EXIT",
         "ok=",
         "for i in $(seq 1 300); do",
         f"  if {curl} -f {scheme}://127.0.0.1:{port}{probe['path']} >/dev/null 2>&1; then ok=1; break; fi",
@@ -270,10 +271,17 @@ def prove_router(docs, work, router_bin, tls_pki):
         "  sleep 0.2",
         "done",
         f'if [ -z "$ok" ]; then echo "router did not answer {probe["path"]}:"; cat {work}/router.log; kill $pid 2>/dev/null; exit 1; fi',
-        "echo '-- router: /healthz answered; posting a test alert'",
-        f"{curl} -f -X POST {auth} {scheme}://127.0.0.1:{port}/test",
-        "echo",
     ]
+    test_pod = next((d for d in docs if d["kind"] == "Pod"
+                     and d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"), None)
+    if test_pod is not None:
+        lines += helm_test_lines(docs, work, test_pod, tls_pki)
+    else:
+        lines += [
+            "echo '-- router: /healthz answered; posting a test alert'",
+            f"{curl} -f -X POST {auth} {scheme}://127.0.0.1:{port}/test",
+            "echo",
+        ]
     if archive:
         f = f"{archive[0][0]}/archive/alerts.jsonl"
         lines += [
@@ -291,6 +299,31 @@ def prove_router(docs, work, router_bin, tls_pki):
         "echo '-- router: stopped cleanly on SIGTERM'",
     ]
     return lines
+
+
+def helm_test_lines(docs, work, pod, tls_pki):
+    """Run the `helm test` pod's command in its own root (its volumes, its uid/gid), with the
+    router Service's name resolving to the router started above."""
+    spec = pod["spec"]
+    (c,) = spec["containers"]
+    layout = Layout(os.path.join(work, "testpod"), spec, docs, tls_pki)
+    os.makedirs(layout.work, exist_ok=True)
+    mounts = container_mounts(layout, c)
+    svc = find(docs, "Service", "-router")["metadata"]["name"]
+    host = f"{svc}.{pod['metadata']['namespace']}.svc"
+    psc = spec.get("securityContext") or {}
+    fsg = psc.get("fsGroup")
+    groups = f"--groups {fsg}" if fsg is not None else "--clear-groups"
+    root = os.path.join(work, "troot")
+    cmd = " ".join(shlex.quote(a) for a in (c.get("command") or []) + (c.get("args") or []))
+    return mount_script(root, mounts, hosts=[host]) + [
+        f"echo '-- helm test pod {pod['metadata']['name']}: its script, as uid {psc.get('runAsUser')}'",
+        f"if ! chroot {root} setpriv --reuid {psc['runAsUser']} --regid {psc['runAsGroup']} {groups} "
+        f"--inh-caps=-all --bounding-set=-all {cmd} > {work}/helm-test.log 2>&1; then "
+        f"sed 's/^/  /' {work}/helm-test.log; echo 'helm test pod failed; router log:'; "
+        f"cat {work}/router.log; kill $pid; exit 1; fi",
+        f"sed 's/^/  /' {work}/helm-test.log",
+    ]
 
 
 def prove_detector(docs, work, detector_bin, tls_pki):
@@ -345,7 +378,9 @@ def main():
         with open(script, "w") as f:
             f.write("\n".join(lines) + "\n")
         r = subprocess.run(
-            ["unshare", "--mount", "--net", "--propagation", "private", "/bin/sh", script],
+            # Own PID namespace: whatever the script started dies with it (--kill-child).
+            ["unshare", "--fork", "--pid", "--kill-child", "--mount", "--net",
+             "--propagation", "private", "/bin/sh", script],
             capture_output=True, text=True, timeout=180,
         )
         sys.stdout.write(textwrap.indent(r.stdout, "   "))
