@@ -21,7 +21,6 @@ Exit 0 when everything started; 1 with the failing step's output otherwise.
 import base64
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -233,11 +232,8 @@ def prove_router(docs, work, router_bin, tls_pki):
         fail("the router's root filesystem is writable")
     mounts = container_mounts(layout, c)
     root = os.path.join(work, "root")
-    bin_dir = os.path.join(work, "bin")
-    os.makedirs(bin_dir, exist_ok=True)
-    shutil.copy2(router_bin, os.path.join(bin_dir, "aerie-router"))
-    os.chmod(os.path.join(bin_dir, "aerie-router"), 0o755)
-    mounts.append((bin_dir, "/opt/aerie", True, False))
+    # The binary itself, bound read-only (no copy: debug builds are large).
+    mounts.append((os.path.abspath(router_bin), "/opt/aerie/aerie-router", True, True))
 
     probe = c["startupProbe"]["httpGet"]
     port = next(p["containerPort"] for p in c["ports"] if p["name"] == probe["port"])
@@ -342,10 +338,7 @@ def prove_detector(docs, work, detector_bin, tls_pki):
         src = layout.source(m["name"])
         mounts.append((src, m["mountPath"], m.get("readOnly", False), False))
     root = os.path.join(work, "droot")
-    bin_dir = os.path.join(work, "dbin")
-    os.makedirs(bin_dir, exist_ok=True)
-    shutil.copy2(detector_bin, os.path.join(bin_dir, "aerie-detector"))
-    mounts.append((bin_dir, "/opt/aerie", True, False))
+    mounts.append((os.path.abspath(detector_bin), "/opt/aerie/aerie-detector", True, True))
     env = {}
     for e in c.get("env") or []:
         if "value" in e:
