@@ -288,6 +288,8 @@ def prove_router(docs, work, router_bin, tls_pki):
             "done",
             f'if [ -z "$ok" ]; then echo "test alert not in the archive"; cat {work}/router.log; kill $pid; exit 1; fi',
             f"echo '-- router: test alert delivered to the archive'; stat -c '%u:%g %a %n' {archive[0][0]}/queue {f}",
+            # Written by the router process itself, so owned by the rendered uid.
+            f'[ "$(stat -c %u {f})" = {uid} ] || {{ echo "the archive is not owned by uid {uid}"; exit 1; }}',
         ]
     lines += [
         "kill -TERM $pid",
