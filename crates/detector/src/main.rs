@@ -1,5 +1,5 @@
-//! `aerie-detector`: the node agent. `run` captures syscalls and raises alerts; the other
-//! subcommands work on rule files without a kernel.
+//! `aerie-detector`: the node agent. `run` captures syscalls and raises alerts; `check-config`
+//! and the other subcommands work on the configuration and rule files without a kernel.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use aerie_detector::config::{DetectorConfig, OutputSpec};
 use clap::{Parser, Subcommand};
 
+mod check_config;
 mod rules_cli;
 
 #[derive(Parser)]
@@ -25,6 +26,9 @@ enum Command {
     /// Capture syscalls on this host, evaluate the rules and emit alerts (needs root or
     /// CAP_BPF + CAP_PERFMON + CAP_SYS_RESOURCE + CAP_SYS_PTRACE).
     Run(RunArgs),
+    /// Load the configuration and rules as `run` would and check the files they name, without
+    /// attaching anything; exit 1 with every error (file:line) on a problem.
+    CheckConfig(RunArgs),
     #[command(flatten)]
     Rules(rules_cli::RulesCommand),
 }
@@ -50,6 +54,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
+        Command::CheckConfig(args) => {
+            load_config(args).and_then(|cfg| check_config::check(&cfg).map(|()| ExitCode::SUCCESS))
+        }
         Command::Rules(cmd) => rules_cli::run(cmd),
     };
     match result {
@@ -61,7 +68,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
+/// The configuration file, environment overrides and command-line replacements, as `run` and
+/// `check-config` both see them.
+fn load_config(args: RunArgs) -> anyhow::Result<DetectorConfig> {
     let required = args.config != std::path::Path::new(DEFAULT_CONFIG);
     let mut cfg = DetectorConfig::load(&args.config, required)?;
     if !args.rules.is_empty() {
@@ -70,6 +79,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if !args.outputs.is_empty() {
         cfg.outputs = args.outputs;
     }
+    Ok(cfg)
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let cfg = load_config(args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -17,7 +17,8 @@ use crate::state::users::UserDb;
 #[error("{0}")]
 pub struct RulesError(pub String);
 
-/// Load and compile rule files in order.
+/// Load and compile rule files in order; any read or compile error fails, with every error
+/// listed (file and position).
 pub fn load_rules(paths: &[PathBuf], cfg: &EngineConfig) -> Result<Engine, RulesError> {
     let mut loader = RuleLoader::new();
     for p in paths {
@@ -26,6 +27,9 @@ pub fn load_rules(paths: &[PathBuf], cfg: &EngineConfig) -> Result<Engine, Rules
         }
         loader.load_file(p);
     }
+    // Compile even when reading failed, so that one report lists every error; a rule that
+    // does not compile is an error too (the engine would silently leave it out).
+    let engine = loader.compile(cfg);
     if loader.has_errors() {
         let mut text = String::from("rule files have errors:");
         for r in loader.results() {
@@ -40,7 +44,7 @@ pub fn load_rules(paths: &[PathBuf], cfg: &EngineConfig) -> Result<Engine, Rules
             tracing::debug!("rules warning: {w}");
         }
     }
-    Ok(loader.compile(cfg))
+    Ok(engine)
 }
 
 /// The single-threaded heart of the detector.
