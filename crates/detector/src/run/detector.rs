@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aerie_alert::{Alert, AlertParts, Priority, Timestamp};
-use aerie_rules::{EngineConfig, OpenPathFilter, OpenPathNeed};
+use aerie_rules::{OpenPathFilter, OpenPathNeed};
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -64,10 +64,7 @@ const SWEEP_EVERY: u32 = 30;
 pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
     privileges::check_current()?;
 
-    let engine_cfg = EngineConfig {
-        min_priority: cfg.min_priority,
-        ..EngineConfig::default()
-    };
+    let engine_cfg = cfg.engine_config();
     let engine = load_rules(&cfg.rules, &engine_cfg)?;
     let files: Vec<String> = cfg.rules.iter().map(|p| p.display().to_string()).collect();
     eprintln!(
