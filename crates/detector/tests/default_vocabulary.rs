@@ -102,10 +102,14 @@ fn tutorial_rule_loads_on_the_defaults_and_fires_on_reading_shadow() {
         ..Default::default()
     });
     let a = s.open(40, "/etc/shadow", O_RDONLY, 3);
-    let hit = a.iter().find(|a| a.rule == TUTORIAL).expect("no tutorial alert");
+    let hit = a
+        .iter()
+        .find(|a| a.rule == TUTORIAL)
+        .expect("no tutorial alert");
     assert!(
-        hit.output
-            .ends_with("Warning Sensitive file accessed (user=alice file=/etc/shadow command=cat /etc/shadow)"),
+        hit.output.ends_with(
+            "Warning Sensitive file accessed (user=alice file=/etc/shadow command=cat /etc/shadow)"
+        ),
         "{}",
         hit.output
     );
@@ -179,7 +183,11 @@ fn canonical(e: &Expr) -> String {
 /// Every list of a loaded collection with nested lists expanded, as a set.
 fn expanded_lists(loader: &RuleLoader) -> BTreeMap<String, BTreeSet<String>> {
     let coll = loader.collection();
-    fn expand(coll: &aerie_rules::loader::Collection, items: &[String], out: &mut BTreeSet<String>) {
+    fn expand(
+        coll: &aerie_rules::loader::Collection,
+        items: &[String],
+        out: &mut BTreeSet<String>,
+    ) {
         for i in items {
             match coll.list(i) {
                 Some(l) => expand(coll, &l.items, out),
@@ -355,7 +363,10 @@ fn falco_files_load_next_to_the_defaults_in_either_order() {
                 .filter(|(name, t)| types.get(*name) != Some(t))
                 .map(|(name, t)| format!("{name}: alone {t:?}, together {:?}", types.get(name)))
                 .collect();
-            assert!(changed.is_empty() && types.len() == alone.len(), "{what}: {changed:#?}");
+            assert!(
+                changed.is_empty() && types.len() == alone.len(),
+                "{what}: {changed:#?}"
+            );
         }
     }
 }
@@ -389,7 +400,11 @@ fn open_path_filter_stays_narrow_with_the_vocabulary_and_the_tutorial_rule() {
     for p in ["/etc/shadow", "/etc/passwd", "/home/a/.ssh/id_rsa"] {
         assert!(admits(p), "{p} must be sent");
     }
-    for p in ["/usr/lib/x86_64-linux-gnu/libc.so.6", "/proc/self/stat", "/etc/hostname"] {
+    for p in [
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "/proc/self/stat",
+        "/etc/hostname",
+    ] {
         assert!(!admits(p), "{p} needs no rule");
     }
 }

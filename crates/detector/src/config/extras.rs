@@ -81,11 +81,17 @@ impl DetectorConfig {
             *v = expand(v, &format!("static_fields.{k}"), env)?;
         }
         for (i, a) in self.append_output.iter_mut().enumerate() {
-            a.extra_output = expand(&a.extra_output, &format!("append_output[{i}].extra_output"), env)?;
+            a.extra_output = expand(
+                &a.extra_output,
+                &format!("append_output[{i}].extra_output"),
+                env,
+            )?;
             for f in &mut a.extra_fields {
                 match f {
                     ExtraFieldConfig::Field(name) if name.trim().is_empty() => {
-                        return Err(format!("append_output[{i}].extra_fields: an empty field name"));
+                        return Err(format!(
+                            "append_output[{i}].extra_fields: an empty field name"
+                        ));
                     }
                     ExtraFieldConfig::Field(_) => {}
                     ExtraFieldConfig::Static(map) => {
@@ -114,7 +120,9 @@ impl DetectorConfig {
                     .extra_fields
                     .iter()
                     .flat_map(|f| match f {
-                        ExtraFieldConfig::Field(name) => vec![ExtraField::Field(name.trim().to_owned())],
+                        ExtraFieldConfig::Field(name) => {
+                            vec![ExtraField::Field(name.trim().to_owned())]
+                        }
                         ExtraFieldConfig::Static(map) => map
                             .iter()
                             .map(|(name, value)| ExtraField::Static {

@@ -291,16 +291,18 @@ impl DetectorConfig {
                 path: path.to_owned(),
                 source,
             })?;
-        let mut cfg: DetectorConfig = built
-            .try_deserialize()
-            .map_err(|source| ConfigError::Load {
+        let mut cfg: DetectorConfig =
+            built
+                .try_deserialize()
+                .map_err(|source| ConfigError::Load {
+                    path: path.to_owned(),
+                    source,
+                })?;
+        cfg.expand_env(&env)
+            .map_err(|message| ConfigError::Invalid {
                 path: path.to_owned(),
-                source,
+                message,
             })?;
-        cfg.expand_env(&env).map_err(|message| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
-        })?;
         cfg.validate().map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
             message,
