@@ -277,6 +277,7 @@ impl DetectorConfig {
             .list_separator(",")
             .with_list_parse_key("rules")
             .with_list_parse_key("outputs")
+            .with_list_parse_key("k8s_audit.files")
             .try_parsing(true)
             .source(Some(env.iter().cloned().collect()));
         let built = config::Config::builder()
@@ -430,6 +431,22 @@ mod tests {
             vec![
                 OutputSpec::Stdout,
                 OutputSpec::Http("http://127.0.0.1:1/".into())
+            ]
+        );
+        let cfg = DetectorConfig::load_with_env(
+            &p,
+            true,
+            [(
+                "AERIE_DETECTOR__K8S_AUDIT__FILES".into(),
+                "/var/log/a.log,/var/log/b.log".into(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.k8s_audit.files,
+            [
+                PathBuf::from("/var/log/a.log"),
+                PathBuf::from("/var/log/b.log")
             ]
         );
     }
