@@ -260,6 +260,40 @@ fn restarts_resume_without_duplicates_or_gaps() {
 }
 
 #[test]
+fn restarts_across_a_missing_file_and_a_copy_truncate() {
+    let h = Harness::new("restart2", &[("every.yaml", EVERY_EVENT)]);
+    let mut f = h.follower();
+    append(&h.log, &lines(&["m1"]));
+    assert_eq!(f.poll(), 1);
+    // Renamed away, the new file not created yet: the old one is finished and its position
+    // kept, so a restart now does not read it again.
+    append(&h.log, &lines(&["m2"]));
+    fs::rename(&h.log, h.log.with_extension("log.1")).unwrap();
+    assert_eq!(f.poll(), 1);
+    assert_eq!(f.poll(), 0);
+    drop(f);
+    let mut f = h.follower();
+    assert_eq!(f.poll(), 0);
+    append(&h.log, &lines(&["m3"]));
+    assert_eq!(f.poll(), 1);
+    drop(f);
+    // Copy-truncated while down: the lines only in the copy, then the emptied file.
+    append(&h.log, &lines(&["m4"]));
+    fs::remove_file(h.log.with_extension("log.1")).unwrap();
+    fs::copy(&h.log, h.log.with_extension("log.1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&h.log)
+        .unwrap();
+    append(&h.log, &lines(&["m5"]));
+    let mut f = h.follower();
+    assert_eq!(f.poll(), 2);
+    assert_eq!(f.poll(), 0);
+    h.assert_each_once(&["m1", "m2", "m3", "m4", "m5"]);
+}
+
+#[test]
 fn the_follower_thread_polls_and_stops() {
     let h = Harness::new("thread", &[("every.yaml", EVERY_EVENT)]);
     let cfg = K8sAuditConfig {

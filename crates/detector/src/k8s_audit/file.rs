@@ -57,7 +57,7 @@ pub struct FileFollower {
     matches: Matches,
     pending: Vec<u8>,
     /// The position last saved, to skip saving when nothing moved.
-    saved: Option<(u64, u64, u64)>,
+    saved: Option<Position>,
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -100,7 +100,7 @@ impl FileFollower {
                 return;
             }
         };
-        self.saved = Some((saved.dev, saved.ino, saved.offset));
+        self.saved = Some(saved);
         let found = match fs::metadata(&self.path) {
             Ok(m) if (m.dev(), m.ino()) == (saved.dev, saved.ino) => Some(self.path.clone()),
             // Rotated while we were down: look for the file by its inode next to the path.
@@ -123,7 +123,8 @@ impl FileFollower {
                         at.display()
                     );
                 }
-                let mut open = Open {
+                // A file truncated meanwhile is recognised by the first poll.
+                self.open = Some(Open {
                     file,
                     dev: saved.dev,
                     ino: saved.ino,
@@ -131,13 +132,7 @@ impl FileFollower {
                     line: saved.line,
                     head_len: saved.head_len,
                     head_hash: saved.head_hash,
-                };
-                if self.rewritten(&open) {
-                    open.offset = 0;
-                    open.line = 0;
-                    open.head_len = 0;
-                }
-                self.open = Some(open);
+                });
             }
             Err(e) => tracing::warn!(
                 "k8s audit file {}: cannot reopen {} ({e}); reading the current file from its start",
@@ -198,12 +193,17 @@ impl FileFollower {
                 self.open = Some(open);
             } else {
                 // Renamed away or removed: finish the old file; the path is a new file.
-                events += self.read_new(&mut open, true);
-                tracing::info!(
-                    "k8s audit file {}: rotated after line {}; following the new file",
-                    self.path.display(),
-                    open.line
-                );
+                events += self.read_new(&mut open, current.is_some());
+                if current.is_some() {
+                    tracing::info!(
+                        "k8s audit file {}: rotated after line {}; following the new file",
+                        self.path.display(),
+                        open.line
+                    );
+                } else {
+                    // No new file yet: keep the old one (and its saved position) until there is.
+                    self.open = Some(open);
+                }
             }
         }
         if self.open.is_none()
@@ -276,10 +276,6 @@ impl FileFollower {
 
     fn save(&mut self) {
         let Some(o) = &self.open else { return };
-        let key = (o.dev, o.ino, o.offset);
-        if self.saved == Some(key) {
-            return;
-        }
         let pos = Position {
             dev: o.dev,
             ino: o.ino,
@@ -288,8 +284,11 @@ impl FileFollower {
             head_len: o.head_len,
             head_hash: o.head_hash,
         };
+        if self.saved == Some(pos) {
+            return;
+        }
         match position::save(&self.state, &pos) {
-            Ok(()) => self.saved = Some(key),
+            Ok(()) => self.saved = Some(pos),
             Err(e) => tracing::warn!(
                 "k8s audit file {}: saving the read position to {}: {e}",
                 self.path.display(),
