@@ -408,3 +408,143 @@ fn open_path_filter_stays_narrow_with_the_vocabulary_and_the_tutorial_rule() {
         assert!(!admits(p), "{p} needs no rule");
     }
 }
+
+/// Custom rules written the way Falco rule authors write them, each on one macro of the
+/// vocabulary, against synthetic events: they fire on what the macro describes and not on a
+/// close variant.
+const AUTHOR_RULES: &str = r#"
+- rule: V outbound
+  desc: curl connects out
+  condition: outbound and proc.name = curl
+  output: out %fd.name
+  priority: NOTICE
+- rule: V etc write
+  desc: write below /etc
+  condition: open_write and etc_dir
+  output: wrote %fd.name
+  priority: NOTICE
+- rule: V container shell
+  desc: a shell in a container
+  condition: spawned_process and container and shell_procs and proc_name_exists
+  output: shell %proc.name in %container.id
+  priority: NOTICE
+- rule: V ssh dir
+  desc: read below a user's ~/.ssh
+  condition: open_read and user_ssh_directory
+  output: ssh %fd.name
+  priority: NOTICE
+- rule: V sensitive
+  desc: read a sensitive file
+  condition: open_read and sensitive_files and not proc.name in (shell_binaries)
+  output: sensitive %fd.name
+  priority: NOTICE
+- rule: V interactive
+  desc: a program run from an ssh session
+  condition: spawned_process and interactive
+  output: interactive %proc.cmdline
+  priority: NOTICE
+- rule: V failed open
+  desc: a refused open below /root
+  condition: open_file_failed and fd.name startswith /root/
+  output: failed %fd.name %evt.res
+  priority: NOTICE
+"#;
+
+#[test]
+fn custom_rules_on_the_vocabulary_behave_as_on_falco() {
+    let dir = std::env::temp_dir().join(format!("aerie-vocab-author-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("author_rules.yaml");
+    std::fs::write(&file, AUTHOR_RULES).unwrap();
+    let cfg = DetectorConfig::default().engine_config();
+    let mut s = Scenario::with_config(&[default_rules(), file], &cfg);
+    let has = |a: &[aerie_alert::Alert], r: &str| rules(a).contains(&r);
+
+    // A login session: sshd, then a shell below it.
+    s.spawn(&Proc {
+        pid: 50,
+        exe: "/usr/sbin/sshd",
+        argv: &["sshd"],
+        ..Default::default()
+    });
+    let a = s.spawn(&Proc {
+        pid: 51,
+        ppid: 50,
+        exe: "/usr/bin/bash",
+        argv: &["bash"],
+        ..Default::default()
+    });
+    assert!(has(&a, "V interactive"), "{:?}", rules(&a));
+    assert!(!has(&a, "V container shell"));
+    let a = s.spawn(&Proc {
+        pid: 52,
+        ppid: 1,
+        exe: "/usr/bin/bash",
+        argv: &["bash"],
+        ..Default::default()
+    });
+    assert!(!has(&a, "V interactive"));
+    // Files.
+    assert!(has(&s.open(51, "/etc/hosts", O_WRONLY, 3), "V etc write"));
+    assert!(!has(&s.open(51, "/etc/hosts", O_RDONLY, 4), "V etc write"));
+    assert!(!has(&s.open(51, "/tmp/etc/x", O_WRONLY, 5), "V etc write"));
+    assert!(has(
+        &s.open(51, "/home/bob/.ssh/id_rsa", O_RDONLY, 6),
+        "V ssh dir"
+    ));
+    assert!(!has(
+        &s.open(51, "/root/.ssh/id_rsa", O_RDONLY, 7),
+        "V ssh dir"
+    ));
+    assert!(has(
+        &s.open(51, "/root/secret", O_RDONLY, -13),
+        "V failed open"
+    ));
+    assert!(!has(
+        &s.open(51, "/root/secret", O_RDONLY, 8),
+        "V failed open"
+    ));
+    s.spawn(&Proc {
+        pid: 53,
+        exe: "/usr/bin/python3",
+        argv: &["python3"],
+        ..Default::default()
+    });
+    assert!(has(
+        &s.open(53, "/etc/pam.d/sshd", O_RDONLY, 3),
+        "V sensitive"
+    ));
+    assert!(has(&s.open(53, "/etc/shadow", O_RDONLY, 4), "V sensitive"));
+    assert!(!has(&s.open(53, "/etc/passwd", O_RDONLY, 5), "V sensitive"));
+    assert!(!has(&s.open(51, "/etc/shadow", O_RDONLY, 9), "V sensitive"));
+    // Containers.
+    let a = s.spawn(&Proc {
+        pid: 54,
+        exe: "/bin/sh",
+        argv: &["sh"],
+        container: CONTAINER,
+        ..Default::default()
+    });
+    assert!(has(&a, "V container shell"), "{:?}", rules(&a));
+    // Network: public addresses count, private and loopback ones do not.
+    s.spawn(&Proc {
+        pid: 55,
+        exe: "/usr/bin/curl",
+        argv: &["curl", "https://example.org"],
+        ..Default::default()
+    });
+    for (fd, addr, want) in [
+        (3, "198.51.100.7:443", true),
+        (4, "10.1.2.3:443", false),
+        (5, "127.0.0.1:443", false),
+    ] {
+        s.socket(55, 2, 1, fd);
+        let a = s.connect(
+            55,
+            fd as i32,
+            aerie_detector::fields::SockAddr::Inet(addr.parse().unwrap()),
+            0,
+        );
+        assert_eq!(has(&a, "V outbound"), want, "{addr}: {:?}", rules(&a));
+    }
+}
