@@ -26,7 +26,7 @@ use std::time::Duration;
 use aerie_rules::{Matches, parse_audit_payload};
 
 use super::AuditSource;
-use super::position::{self, Position};
+use super::position::{self, Position, fnv1a};
 use crate::config::K8sAuditConfig;
 
 /// Bytes of the first line hashed to recognise a file rewritten from its start.
@@ -58,12 +58,6 @@ pub struct FileFollower {
     pending: Vec<u8>,
     /// The position last saved, to skip saving when nothing moved.
     saved: Option<Position>,
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 impl FileFollower {

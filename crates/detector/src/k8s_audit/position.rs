@@ -25,14 +25,26 @@ pub struct Position {
     pub head_hash: u64,
 }
 
-/// The state file of `followed` inside `state_dir`: its path with `/` as `_`, plus `.pos`.
+/// FNV-1a: a small stable hash (the same in every build, unlike std's hasher).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The state file of `followed` inside `state_dir`: its path with `/` as `_` (readable),
+/// plus a hash of the exact path (so `/a_b` and `/a/b` do not share one), plus `.pos`.
 pub fn state_path(state_dir: &Path, followed: &Path) -> PathBuf {
-    let name: String = followed
-        .to_string_lossy()
+    let text = followed.to_string_lossy();
+    let name: String = text
         .chars()
         .map(|c| if c == '/' { '_' } else { c })
         .collect();
-    state_dir.join(format!("{}.pos", name.trim_start_matches('_')))
+    state_dir.join(format!(
+        "{}-{:016x}.pos",
+        name.trim_start_matches('_'),
+        fnv1a(followed.as_os_str().as_encoded_bytes())
+    ))
 }
 
 /// Read a saved position; `Ok(None)` when there is none yet.
@@ -71,7 +83,15 @@ mod tests {
     fn round_trip_and_missing() {
         let dir = std::env::temp_dir().join(format!("aerie-pos-{}", std::process::id()));
         let p = state_path(&dir, Path::new("/var/log/kubernetes/audit.log"));
-        assert!(p.ends_with("var_log_kubernetes_audit.log.pos"), "{p:?}");
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("var_log_kubernetes_audit.log-") && name.ends_with(".pos"),
+            "{p:?}"
+        );
+        assert_ne!(
+            state_path(&dir, Path::new("/a_b")),
+            state_path(&dir, Path::new("/a/b"))
+        );
         assert_eq!(load(&p).unwrap(), None);
         let pos = Position {
             dev: 1,
