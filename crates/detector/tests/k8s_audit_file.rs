@@ -294,6 +294,25 @@ fn restarts_across_a_missing_file_and_a_copy_truncate() {
 }
 
 #[test]
+fn a_backlog_larger_than_a_read_is_judged_once_across_read_boundaries() {
+    let h = Harness::new("backlog", &[("every.yaml", EVERY_EVENT)]);
+    // ~2 KiB lines: many of them straddle the 64 KiB reads, and the backlog passes the
+    // position checkpoint.
+    let pad = "x".repeat(1800);
+    let ids: Vec<String> = (0..3000).map(|i| format!("k{i}-{pad}")).collect();
+    let text: String = ids.iter().map(|id| event(id) + "\n").collect();
+    assert!(text.len() > 5 << 20);
+    append(&h.log, &text);
+    let mut f = h.follower();
+    assert_eq!(f.poll(), 3000);
+    drop(f);
+    let mut f = h.follower();
+    assert_eq!(f.poll(), 0);
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    h.assert_each_once(&refs);
+}
+
+#[test]
 fn the_follower_thread_polls_and_stops() {
     let h = Harness::new("thread", &[("every.yaml", EVERY_EVENT)]);
     let cfg = K8sAuditConfig {

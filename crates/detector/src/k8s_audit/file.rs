@@ -9,7 +9,8 @@
 //!   are read from the copy (found next to the path by its first line), then the file is
 //!   read again from its start.
 //! - Restarts: the position (device, inode, offset, line, and a hash of the first line) is
-//!   saved after every poll that read something, atomically. On start, reading resumes there;
+//!   saved after every poll that read something (and every few MiB of a backlog),
+//!   atomically. On start, reading resumes there;
 //!   if the file was rotated meanwhile, the rotated file is found by its inode in the same
 //!   directory and finished first. No line is judged twice and none is skipped.
 //! - A line that is not an audit event is counted (`aerie_k8s_audit_bad_lines_total`) and
@@ -35,6 +36,8 @@ const HEAD_BYTES: usize = 256;
 const MAX_LINE: usize = 16 << 20;
 /// Read size per system call.
 const CHUNK: usize = 64 << 10;
+/// While reading a backlog, the position is saved after about this many bytes.
+const CHECKPOINT_BYTES: u64 = 4 << 20;
 
 /// The file being read and how far.
 struct Open {
@@ -269,7 +272,13 @@ impl FileFollower {
     }
 
     fn save(&mut self) {
-        let Some(o) = &self.open else { return };
+        if let Some(o) = self.open.take() {
+            self.save_pos(&o);
+            self.open = Some(o);
+        }
+    }
+
+    fn save_pos(&mut self, o: &Open) {
         let pos = Position {
             dev: o.dev,
             ino: o.ino,
@@ -300,6 +309,7 @@ impl FileFollower {
         }
         self.pending.clear();
         let mut events = 0;
+        let mut checkpoint = open.offset;
         let mut chunk = vec![0u8; CHUNK];
         loop {
             let n = match open.file.read(&mut chunk) {
@@ -321,6 +331,11 @@ impl FileFollower {
                 start = end + 1;
             }
             self.pending.drain(..start);
+            // A long backlog: save the position now and then, so a crash repeats little.
+            if open.offset >= checkpoint + CHECKPOINT_BYTES {
+                self.save_pos(open);
+                checkpoint = open.offset;
+            }
             if self.pending.len() > MAX_LINE {
                 let len = self.pending.len();
                 open.line += 1;
