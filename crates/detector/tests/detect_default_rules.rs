@@ -1,5 +1,5 @@
-//! The default ruleset (config/rules/aerie_rules.yaml) against real actions on the host, and
-//! a clean stop that leaves no eBPF program loaded. Needs root (skips with a notice; fails
+//! The default ruleset (config/rules/aerie_rules.yaml), with Falco's tutorial rule loaded
+//! next to it, against real actions on the host, and a clean stop that leaves no eBPF program loaded. Needs root (skips with a notice; fails
 //! under CI=true).
 
 mod detect_support;
@@ -11,6 +11,15 @@ use detect_support::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The custom rule of Falco's tutorial, verbatim.
+const TUTORIAL_RULE: &str = r#"- rule: Access to Sensitive Files
+  desc: Detect access to sensitive files
+  condition: open_read and (fd.name = "/etc/shadow" or fd.name = "/etc/passwd")
+  output: "Sensitive file accessed (user=%user.name file=%fd.name command=%proc.cmdline)"
+  priority: WARNING
+"#;
+const TUTORIAL: &str = "Access to Sensitive Files";
+
 #[test]
 fn default_rules_fire_on_real_actions_and_stop_cleanly() {
     if !privileged() {
@@ -18,7 +27,10 @@ fn default_rules_fire_on_real_actions_and_stop_cleanly() {
     }
     let rules = repo_root().join("config/rules/aerie_rules.yaml");
     let dir = scratch("default");
-    let d = Detector::start(&[rules], &dir);
+    // Falco's tutorial rule, verbatim, next to the defaults: it uses their `open_read`.
+    let tutorial = dir.join("tutorial_rules.yaml");
+    std::fs::write(&tutorial, TUTORIAL_RULE).unwrap();
+    let d = Detector::start(&[rules, tutorial], &dir);
     let mut f = Failures::default();
     let me = my_comm();
 
@@ -52,6 +64,18 @@ fn default_rules_fire_on_real_actions_and_stop_cleanly() {
             a.tags.iter().any(|t| t == "mitre_credential_access"),
             format!("tags: {a:?}"),
         );
+    }
+
+    // The default config alerts on every matching rule: the tutorial rule is not hidden by
+    // the default rule that matched the same read.
+    let a = d.wait_for(TUTORIAL, WAIT, |a| {
+        a.field_str("proc.cmdline") == Some(&cmd)
+    });
+    f.check(a.is_some(), "cat /etc/shadow: no tutorial alert");
+    if let Some(a) = a {
+        let want =
+            format!("Warning Sensitive file accessed (user=root file=/etc/shadow command={cmd})");
+        f.check(a.output.ends_with(&want), format!("tutorial output: {a:?}"));
     }
 
     run(Command::new("cat")

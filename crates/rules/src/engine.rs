@@ -14,6 +14,7 @@ use crate::condition::program::{Node, Program, Scratch};
 use crate::diag::{Context, ErrorCode, FileResult, LoadError, LoadWarning, WarningCode};
 use crate::event::Event;
 use crate::exceptions::build_exception_condition;
+use crate::extras::{OutputExtras, RuleExtras};
 use crate::fields::{FieldRegistry, builtin_registries};
 use crate::loader::Collection;
 use crate::output::OutputFormat;
@@ -48,6 +49,8 @@ pub struct EngineConfig {
     pub min_priority: Priority,
     pub rule_matching: RuleMatching,
     pub selection: Vec<Selection>,
+    /// Static fields and `append_output` entries from the operator's configuration.
+    pub extras: OutputExtras,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +59,7 @@ impl Default for EngineConfig {
             min_priority: Priority::Debug,
             rule_matching: RuleMatching::First,
             selection: Vec::new(),
+            extras: OutputExtras::default(),
         }
     }
 }
@@ -82,6 +86,10 @@ pub struct CompiledRule {
     pub event_types: Option<BTreeSet<String>>,
     pub output: String,
     format: OutputFormat,
+    /// Static `output_fields` from the configuration.
+    statics: Vec<(String, Json)>,
+    /// Extra fields `append_output` adds to `output_fields`.
+    extra_fields: Option<OutputFormat>,
     node: Node,
 }
 
@@ -336,6 +344,25 @@ impl RuleLoader {
                 ));
                 output = output.replace("%container.info", "").trim().to_owned();
             }
+            let tags: Vec<String> = r.tags.iter().cloned().collect();
+            let extras = if cfg.extras.is_empty() {
+                RuleExtras {
+                    output,
+                    ..RuleExtras::default()
+                }
+            } else {
+                match cfg
+                    .extras
+                    .for_rule(&r.name, &r.source, &tags, &output, registry)
+                {
+                    Ok(x) => x,
+                    Err(msg) => {
+                        err(ErrorCode::CompileOutput, msg, &r.output_ctx);
+                        continue;
+                    }
+                }
+            };
+            let output = extras.output;
             let format = match OutputFormat::compile(&output, registry) {
                 Ok(f) => f,
                 Err(e) => {
@@ -394,13 +421,15 @@ impl RuleLoader {
                 desc: r.desc.clone(),
                 source: r.source.clone(),
                 priority: r.priority,
-                tags: r.tags.iter().cloned().collect(),
+                tags,
                 enabled: r.enabled,
                 condition,
                 expanded_condition: expanded,
                 event_types,
                 output,
                 format,
+                statics: extras.statics,
+                extra_fields: extras.fields,
                 node,
             });
         }
@@ -699,6 +728,14 @@ impl Engine {
     pub fn alert<E: Event + ?Sized>(&self, id: RuleId, ev: &E, hostname: &str) -> Alert {
         let rule = self.rule(id);
         let (message, mut fields) = rule.format.render(ev);
+        if let Some(extra) = &rule.extra_fields {
+            for (k, v) in extra.render(ev).1 {
+                fields.entry(k).or_insert(v);
+            }
+        }
+        for (k, v) in &rule.statics {
+            fields.entry(k.as_str()).or_insert_with(|| v.clone());
+        }
         // Falco writes evt.time in output_fields as nanoseconds.
         fields.remove("evt.time");
         AlertParts {

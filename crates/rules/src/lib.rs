@@ -78,6 +78,7 @@ mod diag;
 mod engine;
 mod event;
 mod exceptions;
+mod extras;
 pub mod fields;
 mod k8s_audit;
 pub mod loader;
@@ -93,6 +94,7 @@ pub use diag::{
 pub use engine::{
     CompiledRule, Engine, EngineConfig, Matches, RuleId, RuleLoader, RuleMatching, Selection,
 };
+pub use extras::{AppendOutput, ExtraField, OutputExtras};
 pub use output::{OutputError, OutputFormat};
 pub use prefilter::{OpenPathFilter, OpenPathNeed};
 

@@ -1,11 +1,14 @@
 //! `config/detector.yaml`: the detector's settings, with defaults that work without secrets and
 //! `AERIE_DETECTOR__SECTION__KEY` environment overrides.
 
+mod extras;
 mod output_spec;
 
 pub use aerie_alert::Secret;
+pub use extras::{AppendOutputConfig, ExtraFieldConfig, MatchConfig, RuleMatchingConfig};
 pub use output_spec::{OutputSpec, ParseOutputError};
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +33,15 @@ pub struct DetectorConfig {
     /// (the Helm chart mounts it at `/host`): user and group names come from
     /// `<host_root>/etc/passwd` and `<host_root>/etc/group`. Empty: this filesystem's `/`.
     pub host_root: PathBuf,
+    /// `all` (the default): every rule that matches an event raises an alert, so a rule
+    /// you add is never hidden by a default rule matching the same event. `first`: stop at
+    /// the first match in load order (Falco's default).
+    pub rule_matching: RuleMatchingConfig,
+    /// Added to the `output_fields` of every alert (Falco's `static_fields`), e.g.
+    /// `k8s.cluster.name: ${CLUSTER_NAME}`. `${VAR}` is replaced from the environment.
+    pub static_fields: BTreeMap<String, String>,
+    /// Falco's `append_output`: text and fields added to the alerts of matching rules.
+    pub append_output: Vec<AppendOutputConfig>,
     pub capture: CaptureConfig,
     pub state: StateConfig,
     pub http_output: HttpOutputConfig,
@@ -50,6 +62,9 @@ impl Default for DetectorConfig {
             hostname: String::new(),
             min_priority: aerie_alert::Priority::Debug,
             host_root: PathBuf::new(),
+            rule_matching: RuleMatchingConfig::All,
+            static_fields: BTreeMap::new(),
+            append_output: Vec::new(),
             capture: CaptureConfig::default(),
             state: StateConfig::default(),
             http_output: HttpOutputConfig::default(),
@@ -165,6 +180,14 @@ pub struct K8sAuditConfig {
     pub path: String,
     /// Largest request body accepted (the API server batches events).
     pub max_body_bytes: usize,
+    /// Audit log files to follow, independently of `enabled` (the API server's log backend
+    /// with `--audit-log-format=json`: one event per line). Rotation by rename and by
+    /// copy-truncate is followed; the read position survives restarts.
+    pub files: Vec<PathBuf>,
+    /// Where the read position of each file is kept (one small state file per file).
+    pub state_dir: PathBuf,
+    /// How often the files are checked for new lines and rotation.
+    pub poll_interval_ms: u64,
 }
 
 impl Default for K8sAuditConfig {
@@ -174,6 +197,9 @@ impl Default for K8sAuditConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 9765)),
             path: "/k8s-audit".to_owned(),
             max_body_bytes: 10 << 20,
+            files: Vec::new(),
+            state_dir: PathBuf::from("run/k8s-audit"),
+            poll_interval_ms: 250,
         }
     }
 }
@@ -244,14 +270,16 @@ impl DetectorConfig {
         required: bool,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
         let env_source = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("__")
             .separator("__")
             .list_separator(",")
             .with_list_parse_key("rules")
             .with_list_parse_key("outputs")
+            .with_list_parse_key("k8s_audit.files")
             .try_parsing(true)
-            .source(Some(env.into_iter().collect()));
+            .source(Some(env.iter().cloned().collect()));
         let built = config::Config::builder()
             .add_source(
                 config::File::from(path)
@@ -264,11 +292,17 @@ impl DetectorConfig {
                 path: path.to_owned(),
                 source,
             })?;
-        let cfg: DetectorConfig = built
-            .try_deserialize()
-            .map_err(|source| ConfigError::Load {
+        let mut cfg: DetectorConfig =
+            built
+                .try_deserialize()
+                .map_err(|source| ConfigError::Load {
+                    path: path.to_owned(),
+                    source,
+                })?;
+        cfg.expand_env(&env)
+            .map_err(|message| ConfigError::Invalid {
                 path: path.to_owned(),
-                source,
+                message,
             })?;
         cfg.validate().map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
@@ -299,6 +333,9 @@ impl DetectorConfig {
         }
         if self.http_output.queue_capacity == 0 {
             return Err("http_output.queue_capacity must be at least 1".into());
+        }
+        if self.k8s_audit.poll_interval_ms == 0 {
+            return Err("k8s_audit.poll_interval_ms must be at least 1".into());
         }
         if !self.k8s_audit.path.starts_with('/') {
             return Err(format!(
@@ -394,6 +431,22 @@ mod tests {
             vec![
                 OutputSpec::Stdout,
                 OutputSpec::Http("http://127.0.0.1:1/".into())
+            ]
+        );
+        let cfg = DetectorConfig::load_with_env(
+            &p,
+            true,
+            [(
+                "AERIE_DETECTOR__K8S_AUDIT__FILES".into(),
+                "/var/log/a.log,/var/log/b.log".into(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.k8s_audit.files,
+            [
+                PathBuf::from("/var/log/a.log"),
+                PathBuf::from("/var/log/b.log")
             ]
         );
     }

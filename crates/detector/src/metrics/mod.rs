@@ -21,6 +21,9 @@ pub struct Metrics {
     /// Kubernetes audit events received, and those refused as unreadable.
     k8s_audit_events: AtomicU64,
     k8s_audit_rejected: AtomicU64,
+    /// Audit events read from audit log files, and lines of them that were not events.
+    k8s_audit_file_events: AtomicU64,
+    k8s_audit_bad_lines: AtomicU64,
     /// f64 bits of the last measured events/s.
     events_per_second: AtomicU64,
     processes_tracked: AtomicU64,
@@ -49,6 +52,22 @@ impl Metrics {
 
     pub fn add_k8s_audit_rejected(&self) {
         self.k8s_audit_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add_k8s_audit_file_events(&self, n: u64) {
+        self.k8s_audit_file_events.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_k8s_audit_bad_line(&self) {
+        self.k8s_audit_bad_lines.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn k8s_audit_file_events(&self) -> u64 {
+        self.k8s_audit_file_events.load(Ordering::Relaxed)
+    }
+
+    pub fn k8s_audit_bad_lines(&self) -> u64 {
+        self.k8s_audit_bad_lines.load(Ordering::Relaxed)
     }
 
     pub fn k8s_audit_events(&self) -> u64 {
@@ -162,6 +181,12 @@ impl Metrics {
             "# HELP aerie_k8s_audit_events_total Kubernetes audit events received.\n# TYPE aerie_k8s_audit_events_total counter\naerie_k8s_audit_events_total {}\n# HELP aerie_k8s_audit_rejected_total Audit webhook requests refused as unreadable.\n# TYPE aerie_k8s_audit_rejected_total counter\naerie_k8s_audit_rejected_total {}",
             self.k8s_audit_events.load(Ordering::Relaxed),
             self.k8s_audit_rejected.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP aerie_k8s_audit_file_events_total Kubernetes audit events read from audit log files.\n# TYPE aerie_k8s_audit_file_events_total counter\naerie_k8s_audit_file_events_total {}\n# HELP aerie_k8s_audit_bad_lines_total Audit log file lines skipped as not an audit event.\n# TYPE aerie_k8s_audit_bad_lines_total counter\naerie_k8s_audit_bad_lines_total {}",
+            self.k8s_audit_file_events.load(Ordering::Relaxed),
+            self.k8s_audit_bad_lines.load(Ordering::Relaxed)
         );
         s.push_str("# HELP aerie_kernel_drops_total Events dropped before reaching user space, by reason.\n# TYPE aerie_kernel_drops_total counter\n");
         for (reason, v) in lock(&self.kernel_drops).iter() {

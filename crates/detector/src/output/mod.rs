@@ -44,6 +44,14 @@ impl AlertSender {
             self.metrics.count_output_drop("all", "output_backlog");
         }
     }
+
+    /// As [`AlertSender::send`], but wait while the output task is behind instead of
+    /// dropping: for sources that can pause, such as an audit log file. Not from async code.
+    pub fn send_blocking(&self, line: Arc<str>) {
+        if self.tx.blocking_send(line).is_err() {
+            self.metrics.count_output_drop("all", "output_closed");
+        }
+    }
 }
 
 enum Sink {

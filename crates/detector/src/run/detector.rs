@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aerie_alert::{Alert, AlertParts, Priority, Timestamp};
-use aerie_rules::{EngineConfig, OpenPathFilter, OpenPathNeed};
+use aerie_rules::{OpenPathFilter, OpenPathNeed};
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -64,10 +64,7 @@ const SWEEP_EVERY: u32 = 30;
 pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
     privileges::check_current()?;
 
-    let engine_cfg = EngineConfig {
-        min_priority: cfg.min_priority,
-        ..EngineConfig::default()
-    };
+    let engine_cfg = cfg.engine_config();
     let engine = load_rules(&cfg.rules, &engine_cfg)?;
     let files: Vec<String> = cfg.rules.iter().map(|p| p.display().to_string()).collect();
     eprintln!(
@@ -106,13 +103,36 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
 
     // The Kubernetes audit webhook: its own engine (the same files), judged off the event loop.
     let (audit_stop_tx, audit_stop_rx) = tokio::sync::watch::channel(false);
-    let audit_task = if cfg.k8s_audit.enabled {
-        let source = Arc::new(crate::k8s_audit::AuditSource {
+    let audit_source = if cfg.k8s_audit.enabled || !cfg.k8s_audit.files.is_empty() {
+        Some(Arc::new(crate::k8s_audit::AuditSource {
             engine: Arc::new(load_rules(&cfg.rules, &engine_cfg)?),
             hostname: hostname.clone(),
             outputs: outputs.sender(),
             metrics: metrics.clone(),
-        });
+        }))
+    } else {
+        None
+    };
+    // Audit log files: followed on a thread of their own.
+    let audit_files = match &audit_source {
+        Some(source) if !cfg.k8s_audit.files.is_empty() => {
+            let t = crate::k8s_audit::follow_files(&cfg.k8s_audit, source.clone())
+                .context("following k8s_audit.files")?;
+            let files: Vec<String> = cfg
+                .k8s_audit
+                .files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            eprintln!(
+                "aerie-detector: following Kubernetes audit log files {}",
+                files.join(", ")
+            );
+            Some(t)
+        }
+        _ => None,
+    };
+    let audit_task = if let Some(source) = audit_source.filter(|_| cfg.k8s_audit.enabled) {
         let mut rx = audit_stop_rx;
         let (addr, task) = crate::k8s_audit::serve(&cfg.k8s_audit, source, async move {
             let _ = rx.changed().await;
@@ -300,7 +320,10 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
     metrics.set_ready(false);
     // Detach first: no new events while outputs drain.
     drop(capture);
-    // The audit endpoint holds an output sender: stop it before the outputs drain.
+    // The audit sources hold output senders: stop them before the outputs drain.
+    if let Some(t) = audit_files {
+        let _ = tokio::task::spawn_blocking(move || t.stop()).await;
+    }
     let _ = audit_stop_tx.send(true);
     if let Some(t) = audit_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;

@@ -65,6 +65,15 @@ impl Detector {
 
     /// As [`Detector::start`], with more `--output` destinations.
     pub fn start_with(rules: &[PathBuf], dir: &Path, outputs: &[String]) -> Detector {
+        Self::launch(rules, dir, outputs, "{}\n")
+    }
+
+    /// As [`Detector::start`], with `config` (YAML) as the configuration file.
+    pub fn start_with_config(rules: &[PathBuf], dir: &Path, config: &str) -> Detector {
+        Self::launch(rules, dir, &[], config)
+    }
+
+    fn launch(rules: &[PathBuf], dir: &Path, outputs: &[String], config: &str) -> Detector {
         let alerts = dir.join("alerts.jsonl");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aerie-detector"));
         cmd.arg("run")
@@ -78,8 +87,8 @@ impl Detector {
         for o in outputs {
             cmd.arg("--output").arg(o);
         }
-        // A missing explicit --config is an error; use the defaults through an empty file.
-        std::fs::write(dir.join("no-such-config.yaml"), "{}\n").unwrap();
+        // A missing explicit --config is an error; the defaults come from an empty file.
+        std::fs::write(dir.join("no-such-config.yaml"), config).unwrap();
         let mut child = cmd
             .env("AERIE_DETECTOR__METRICS__LISTEN", "127.0.0.1:0")
             .env("AERIE_LOG", "warn")

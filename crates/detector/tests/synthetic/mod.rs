@@ -26,8 +26,11 @@ pub fn default_rules() -> PathBuf {
 }
 
 /// Falco's upstream rules, or `None` (with a notice) when absent outside CI.
+/// `AERIE_FALCO_RULES_DIR` names another directory holding them.
 pub fn falco_rules() -> Option<PathBuf> {
-    let p = repo_root().join("../shared/falco-rules/falco_rules.yaml");
+    let dir = std::env::var_os("AERIE_FALCO_RULES_DIR")
+        .map_or_else(|| repo_root().join("../shared/falco-rules"), PathBuf::from);
+    let p = dir.join("falco_rules.yaml");
     if p.exists() {
         return Some(p);
     }
@@ -92,6 +95,11 @@ impl Default for Proc<'_> {
 
 impl Scenario {
     pub fn new(rule_files: &[PathBuf]) -> Self {
+        Self::with_config(rule_files, &EngineConfig::default())
+    }
+
+    /// As [`Scenario::new`], with the engine built as `cfg` says.
+    pub fn with_config(rule_files: &[PathBuf], cfg: &EngineConfig) -> Self {
         let dir = scratch_dir("s");
         std::fs::write(
             dir.join("passwd"),
@@ -108,7 +116,7 @@ impl Scenario {
         std::fs::create_dir_all(&proc_root).unwrap();
         let table = ProcessTable::with_proc_root(&proc_root, 4096, 256, BootClock::fixed(0));
         let users = UserDb::from_files(dir.join("passwd"), dir.join("group"));
-        let engine = load_rules(rule_files, &EngineConfig::default()).unwrap();
+        let engine = load_rules(rule_files, cfg).unwrap();
         let mut s = Scenario {
             p: Pipeline::new(table, users, engine, "test-node".into()),
             now: T0,

@@ -1,4 +1,4 @@
-//! The Kubernetes audit source: an HTTP endpoint for the API server's audit webhook backend
+//! The audit webhook: an HTTP endpoint for the API server's audit webhook backend
 //! (Falco's k8saudit plugin, `POST http://:9765/k8s-audit`). Each event in the posted
 //! `EventList` is judged by the `k8s_audit` rules, and matches go to the same outputs as
 //! syscall alerts (`"source": "k8s_audit"`).
@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use aerie_rules::{Engine, Matches, parse_audit_payload};
 use anyhow::Context as _;
 use axum::Router;
 use axum::body::Bytes;
@@ -19,37 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 
+use super::AuditSource;
 use crate::config::K8sAuditConfig;
-use crate::metrics::Metrics;
-use crate::output::AlertSender;
-
-/// What the endpoint needs to judge events and emit alerts.
-pub struct AuditSource {
-    pub engine: Arc<Engine>,
-    pub hostname: String,
-    pub outputs: AlertSender,
-    pub metrics: Arc<Metrics>,
-}
-
-impl AuditSource {
-    /// Judge every event of one webhook body; returns (events, alerts).
-    pub fn ingest(&self, body: &[u8]) -> Result<(usize, usize), aerie_rules::AuditPayloadError> {
-        let events = parse_audit_payload(body)?;
-        self.metrics.add_k8s_audit_events(events.len() as u64);
-        let mut matches = Matches::new();
-        let mut alerts = 0;
-        for ev in &events {
-            self.engine.evaluate(ev, &mut matches);
-            for id in matches.iter() {
-                let alert = self.engine.alert(id, ev, &self.hostname);
-                self.metrics.count_alert(&alert.rule, alert.priority);
-                self.outputs.send(Arc::from(alert.to_json()));
-                alerts += 1;
-            }
-        }
-        Ok((events.len(), alerts))
-    }
-}
 
 /// The endpoint's routes.
 pub fn router(cfg: &K8sAuditConfig, source: Arc<AuditSource>) -> Router {
