@@ -130,6 +130,7 @@ checksum/secret: {{ include (print .root.Template.BasePath "/secret.yaml") .root
 checksum/config: {{ include (print .root.Template.BasePath "/configmap-router.yaml") .root | sha256sum }}
 {{- else }}
 checksum/rules: {{ include (print .root.Template.BasePath "/configmap-rules.yaml") .root | sha256sum }}
+checksum/config: {{ include (print .root.Template.BasePath "/configmap-detector.yaml") .root | sha256sum }}
 {{- end }}
 {{- end -}}
 
