@@ -77,11 +77,11 @@ pub async fn start(cfg: Config, listener: Option<TcpListener>) -> anyhow::Result
         metrics,
         templates: RwLock::new(Arc::new(templates)),
     });
-    let mut workers = Vec::new();
+    let mut workers = tokio::task::JoinSet::new();
     for (i, consumer) in consumers.into_iter().enumerate() {
         let w = Worker::new(i, core.clone())
             .with_context(|| format!("starting output {}", core.config.outputs[i].name))?;
-        workers.push(tokio::spawn(w.run(consumer)));
+        workers.spawn(w.run(consumer));
     }
     let app = Arc::new(App {
         core: core.clone(),
@@ -109,22 +109,17 @@ pub async fn start(cfg: Config, listener: Option<TcpListener>) -> anyhow::Result
         if let Some(s) = &stop_workers {
             let _ = s.send(true);
         }
-        let drain = async {
-            for w in workers.iter_mut() {
-                let _ = w.await;
-            }
-        };
+        // Each worker is awaited once, through the set: those that finish leave it, so the
+        // ones still there at the deadline are the ones to stop.
+        let drain = async { while workers.join_next().await.is_some() {} };
         if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
             tracing::warn!(
+                outputs = workers.len(),
                 "outputs did not drain within {DRAIN_DEADLINE:?}; the rest stays queued"
             );
             // Dropping the workers' readers persists their cursors.
-            for w in &workers {
-                w.abort();
-            }
-            for w in workers {
-                let _ = w.await;
-            }
+            workers.abort_all();
+            while workers.join_next().await.is_some() {}
         }
         Ok(())
     });

@@ -136,3 +136,119 @@ fn serve_reloads_on_sighup_and_drains_on_sigterm() {
     assert_eq!(lines.len(), n + 500);
     assert_eq!(lines.last().unwrap()["rule"], "b499");
 }
+
+/// A plain HTTP/1.1 server that answers 200 to every request and hands over each body.
+fn ok_server() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut w = conn.try_clone().unwrap();
+                let mut r = BufReader::new(conn);
+                loop {
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+                    let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// An output that cannot drain (its server takes the request and never answers) next to one
+/// that drains at once must not turn SIGTERM into a panic (`JoinHandle polled after
+/// completion`): the router waits out the drain deadline, exits 0, and the alert stays on disk
+/// for the next start.
+#[test]
+fn sigterm_with_an_output_that_cannot_drain_exits_0_and_keeps_the_alert() {
+    let dir = temp_dir("process-stuck");
+    let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stuck_port = stuck.local_addr().unwrap().port();
+    let (accepted_tx, accepted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in stuck.incoming().flatten() {
+            held.push(conn); // read nothing, answer nothing
+            let _ = accepted_tx.send(());
+        }
+    });
+    let port = free_port();
+    let cfg = dir.join("router.yaml");
+    let write_cfg = |hook_port: u16| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen: 127.0.0.1:{port}\nqueue: {{dir: {}}}\noutputs:\n  - {{name: archive, type: file, path: {}}}\n  - {{name: hook, type: webhook, url: \"http://127.0.0.1:{hook_port}/\", timeout: 120s}}\n",
+                dir.join("queue").display(),
+                dir.join("alerts.jsonl").display()
+            ),
+        )
+        .unwrap()
+    };
+    write_cfg(stuck_port);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_aerie-router"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn();
+    wait_healthy(port, &mut child);
+    let alert =
+        r#"{"output":"x","priority":"Warning","rule":"stuck","time":"2023-05-25T13:44:05Z"}"#;
+    assert_eq!(post(port, "/", alert.to_owned()), 200);
+    accepted
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the webhook request reached the stuck server");
+    let asked = Instant::now();
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        asked.elapsed()
+    );
+
+    // The next start delivers it.
+    let (ok_port, bodies) = ok_server();
+    write_cfg(ok_port);
+    let mut child = spawn();
+    wait_healthy(port, &mut child);
+    let body = bodies
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the alert left on disk is delivered after a restart");
+    assert!(body.contains("\"stuck\""), "{body}");
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+}
