@@ -1,7 +1,11 @@
 //! The file output: JSON lines, appended, with an fsync policy, size rotation and retention.
+//!
+//! A line is only ever appended after a newline: a torn last line (a crash mid-write, or a
+//! write cut short by a full disk) is cut off at open and after a failed write, kept in
+//! `<path>.torn`, logged and counted, so the next alert never glues onto a fragment.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,6 +20,10 @@ pub struct FileSink {
     fsync: FsyncPolicy,
     last_sync: Instant,
     dirty: bool,
+    /// A write failed: the file may end in a fragment; repair before the next line.
+    suspect: bool,
+    /// Torn tails cut off and not yet reported to the metrics.
+    torn: u64,
 }
 
 impl FileSink {
@@ -37,6 +45,8 @@ impl FileSink {
             std::fs::create_dir_all(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         }
+        let torn = repair_tail(&path)
+            .map_err(|e| anyhow::anyhow!("cannot repair {}: {e}", path.display()))?;
         let file = open_append(&path)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(FileSink {
@@ -48,7 +58,29 @@ impl FileSink {
             fsync,
             last_sync: Instant::now(),
             dirty: false,
+            suspect: false,
+            torn: u64::from(torn),
         })
+    }
+
+    /// Torn tails cut off since the last call (for the metrics).
+    pub fn take_torn(&mut self) -> u64 {
+        std::mem::take(&mut self.torn)
+    }
+
+    /// After a failed write: drop what is buffered (it was not acknowledged), cut the file back
+    /// to its last complete line and append from there.
+    fn recover(&mut self) -> std::io::Result<()> {
+        let fresh = BufWriter::with_capacity(0, open_append(&self.path)?);
+        let (_file, _unwritten) = std::mem::replace(&mut self.out, fresh).into_parts();
+        if repair_tail(&self.path)? {
+            self.torn += 1;
+        }
+        let file = open_append(&self.path)?;
+        self.size = file.metadata()?.len();
+        self.out = BufWriter::with_capacity(256 << 10, file);
+        self.suspect = false;
+        Ok(())
     }
 
     pub fn path_display(&self) -> String {
@@ -56,12 +88,21 @@ impl FileSink {
     }
 
     pub fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if self.suspect {
+            self.recover()?;
+        }
         let len = line.len() as u64 + 1;
         if self.size > 0 && self.size + len > self.max_size {
             self.rotate()?;
         }
-        self.out.write_all(line)?;
-        self.out.write_all(b"\n")?;
+        let res = self
+            .out
+            .write_all(line)
+            .and_then(|()| self.out.write_all(b"\n"));
+        if res.is_err() {
+            self.suspect = true;
+        }
+        res?;
         self.size += len;
         self.dirty = true;
         Ok(())
@@ -71,7 +112,10 @@ impl FileSink {
         if !self.dirty {
             return Ok(());
         }
-        self.out.flush()?;
+        if let Err(e) = self.out.flush() {
+            self.suspect = true;
+            return Err(e);
+        }
         let sync = match self.fsync {
             FsyncPolicy::Always => true,
             FsyncPolicy::Interval => self.last_sync.elapsed() >= Duration::from_secs(1),
@@ -106,6 +150,60 @@ impl FileSink {
         self.size = 0;
         Ok(())
     }
+}
+
+/// Cut a last line without its newline off `path` and append it to `<path>.torn`. True when
+/// there was one.
+fn repair_tail(path: &Path) -> std::io::Result<bool> {
+    let mut f = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::Start(len - 1))?;
+    f.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(false);
+    }
+    // Walk back to the last newline, a block at a time.
+    let mut end = len; // the fragment is [keep, len)
+    let mut keep = 0;
+    let mut buf = vec![0u8; 64 << 10];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            keep = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    let mut fragment = Vec::with_capacity((len - keep) as usize);
+    f.seek(SeekFrom::Start(keep))?;
+    (&mut f).take(len - keep).read_to_end(&mut fragment)?;
+    let mut torn_path = path.as_os_str().to_owned();
+    torn_path.push(".torn");
+    let torn_path = PathBuf::from(torn_path);
+    let mut side = open_append(&torn_path)?;
+    side.write_all(&fragment)?;
+    side.write_all(b"\n")?;
+    side.sync_data()?;
+    f.set_len(keep)?;
+    f.sync_data()?;
+    tracing::warn!(
+        file = %path.display(),
+        bytes = len - keep,
+        kept_in = %torn_path.display(),
+        "the file ended in a torn line; cut it off before appending"
+    );
+    Ok(true)
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
@@ -144,6 +242,46 @@ mod tests {
         f.write_line(b"{}").unwrap();
         f.flush().unwrap();
         assert_eq!(len(&path), 43);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_kept_and_counted() {
+        let dir = std::env::temp_dir().join(format!("aerie-router-torn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.jsonl");
+        // A complete line, then a write cut short (a crash, or ENOSPC).
+        std::fs::write(&path, "{\"rule\":\"one\"}\n{\"rule\":\"tw").unwrap();
+        let mut f = FileSink::open_path(path.clone(), 1 << 20, 2, FsyncPolicy::Always).unwrap();
+        assert_eq!(f.take_torn(), 1);
+        assert_eq!(f.take_torn(), 0, "counted once");
+        f.write_line(b"{\"rule\":\"three\"}").unwrap();
+        f.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rules: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("unparseable line {l:?}: {e}"));
+                v["rule"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(rules, ["one", "three"]);
+        let mut torn = path.as_os_str().to_owned();
+        torn.push(".torn");
+        assert_eq!(
+            std::fs::read_to_string(PathBuf::from(torn)).unwrap(),
+            "{\"rule\":\"tw\n"
+        );
+        // A file that is one fragment (no newline at all) is cut to nothing.
+        drop(f);
+        std::fs::write(&path, "garbage").unwrap();
+        let mut f = FileSink::open_path(path.clone(), 1 << 20, 2, FsyncPolicy::Always).unwrap();
+        assert_eq!(f.take_torn(), 1);
+        f.write_line(b"{}").unwrap();
+        f.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -35,9 +35,18 @@ impl Sink {
                     .and_then(|_| out.write_all(b"\n"))
                     .map_err(|e| format!("stdout: {e}"))
             }
-            Sink::File(f) => f
-                .write_line(body)
-                .map_err(|e| format!("{}: {e}", f.path_display())),
+            Sink::File(f) => {
+                let res = f
+                    .write_line(body)
+                    .map_err(|e| format!("{}: {e}", f.path_display()));
+                let torn = f.take_torn();
+                if torn > 0 {
+                    metrics
+                        .torn_tails
+                        .fetch_add(torn, std::sync::atomic::Ordering::Relaxed);
+                }
+                res
+            }
             Sink::Http(h) => h.send(body, metrics).await,
         }
     }
