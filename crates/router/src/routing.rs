@@ -280,19 +280,66 @@ impl Router {
                 for &o in outputs {
                     push(&mut out, o, i as u16);
                 }
-                if !cont {
+                // A route that reached no output (each filtered it by min_priority) does not
+                // stop the walk: the alert falls through to the next route.
+                if !cont && !out.targets.is_empty() {
                     return out;
                 }
             }
         }
-        if out.matched_routes.is_empty() {
-            out.unmatched = true;
+        out.unmatched = out.matched_routes.is_empty();
+        if out.targets.is_empty() {
+            // Matched nothing, or nothing it matched reached an output: the default outputs.
             for &o in &self.defaults {
                 push(&mut out, o, DEFAULT_ROUTE);
             }
         }
         out
     }
+}
+
+/// Routes whose outputs can all filter an alert the route takes (each output's `min_priority`
+/// is above the lowest priority the route matches): such alerts reach none of the route's
+/// outputs and fall through. One line per route, for `check-config`.
+pub fn filtering_routes(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &cfg.routes {
+        let lowest = match r.matcher.as_ref().and_then(|m| m.priority.as_deref()) {
+            None => Priority::Debug,
+            Some(p) => match parse_priority_cmp(p) {
+                Ok((Cmp::Ge | Cmp::Eq, p)) => p,
+                // The next priority up from `p`.
+                Ok((Cmp::Gt, p)) => Priority::ALL
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|&q| q > p)
+                    .unwrap_or(p),
+                Ok((Cmp::Le | Cmp::Lt, _)) | Err(_) => Priority::Debug,
+            },
+        };
+        let floor = r
+            .outputs
+            .iter()
+            .map(|&o| cfg.outputs[o].min_priority)
+            .min()
+            .unwrap_or(Priority::Debug);
+        if floor > lowest {
+            let names: Vec<&str> = r
+                .outputs
+                .iter()
+                .map(|&o| cfg.outputs[o].name.as_str())
+                .collect();
+            out.push(format!(
+                "{}{}: route {}: its outputs ({}) all take {floor} and above, but it matches {lowest}: those alerts reach none of them and fall through to the next route",
+                cfg.source,
+                r.line.map(|l| format!(":{l}")).unwrap_or_default(),
+                r.name,
+                names.join(", "),
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -411,6 +458,27 @@ mod tests {
         assert_eq!(low.below_min_priority, [0]);
         let bypass = r.route(&alert("Warning", "x", "syscall", &[]), true);
         assert_eq!(names(&c, &bypass), ["pd", "slack"]);
+    }
+
+    #[test]
+    fn an_alert_that_reaches_no_output_falls_through() {
+        // `page` matches every alert but its only output takes critical and above: a warning
+        // goes on to the next route, and to the default outputs when no later route matches.
+        let yaml = format!(
+            "{OUTPUTS}routes:\n  - name: page\n    outputs: [pd]\n  - match: {{ rule: shell }}\n    outputs: [slack]\ndefault_outputs: [fallback]\n"
+        );
+        let (c, r) = router(&yaml);
+        let warn = r.route(&alert("Warning", "shell", "syscall", &[]), false);
+        assert_eq!(names(&c, &warn), ["slack"]);
+        assert_eq!(warn.matched_routes, [0, 1]);
+        assert_eq!(warn.below_min_priority, [0]);
+        let other = r.route(&alert("Warning", "other", "syscall", &[]), false);
+        assert_eq!(names(&c, &other), ["fallback"]);
+        assert!(!other.unmatched, "a route matched; it just reached nothing");
+        // A critical alert stops at `page` as before.
+        let crit = r.route(&alert("Critical", "shell", "syscall", &[]), false);
+        assert_eq!(names(&c, &crit), ["pd"]);
+        assert_eq!(crit.matched_routes, [0]);
     }
 
     #[test]
