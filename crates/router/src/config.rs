@@ -9,6 +9,7 @@ use aerie_alert::Priority;
 use serde::Deserialize;
 
 use crate::duration::{parse_duration, parse_size};
+use crate::yaml_lines::KeyLines;
 
 /// The port falcosidekick listens on; Falco's `http_output` points here.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:2801";
@@ -405,18 +406,23 @@ impl Config {
         };
         let text =
             interpolate(text, env).map_err(|(line, reason)| err(Some(line), "${}", reason))?;
+        let lines = KeyLines::new(&text);
         let raw: RawConfig = config::Config::builder()
             .add_source(config::File::from_str(&text, config::FileFormat::Yaml))
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| {
                 let msg = e.to_string();
-                let line = yaml_line(&msg).or_else(|| key_line(&text, &msg));
-                err(line, &error_key(&msg), msg)
+                let key = error_path(&msg);
+                let line = yaml_line(&msg)
+                    .or_else(|| lines.line(&key))
+                    .or_else(|| key_line(&text, &msg));
+                err(line, &key, msg)
             })?;
         Builder {
             file,
             text: &text,
+            lines: &lines,
             env,
         }
         .build(raw)
@@ -426,6 +432,7 @@ impl Config {
 struct Builder<'a> {
     file: &'a str,
     text: &'a str,
+    lines: &'a KeyLines,
     env: &'a dyn Env,
 }
 
@@ -433,7 +440,12 @@ impl Builder<'_> {
     fn err(&self, field: &str, needle: Option<&str>, reason: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_owned(),
-            line: needle.and_then(|n| find_line(self.text, n)),
+            // The field's own key (or its nearest ancestor), else the first place `needle` is
+            // written (for values that come from the environment).
+            line: self
+                .lines
+                .line(field)
+                .or_else(|| needle.and_then(|n| find_line(self.text, n))),
             field: field.to_owned(),
             reason: reason.into(),
         }
@@ -592,7 +604,7 @@ impl Builder<'_> {
                     summary: d.summary.unwrap_or(dedup.summary),
                 }),
             };
-            let line = r.name.as_deref().and_then(|n| find_line(self.text, n));
+            let line = self.lines.exact(&format!("routes[{i}]"));
             if let Some(m) = &r.matcher {
                 crate::routing::Matcher::compile(m).map_err(|reason| {
                     self.err(
@@ -642,17 +654,29 @@ impl Builder<'_> {
             ));
         }
         let (auth, server_tls) = self.auth(&raw)?;
+        let templates_dir = match &raw.templates_dir {
+            // Unset: `templates/` when there is one, else the embedded templates.
+            None => PathBuf::from("templates"),
+            Some(d) => {
+                let dir = PathBuf::from(d);
+                if !dir.is_dir() {
+                    // A typo here would otherwise fall back to the embedded templates silently.
+                    return Err(self.err(
+                        "templates_dir",
+                        None,
+                        format!("{d:?} is not a directory"),
+                    ));
+                }
+                dir
+            }
+        };
         Ok(Config {
             source: self.file.to_owned(),
             listen,
             max_body_bytes,
             queue_capacity,
             queue,
-            templates_dir: PathBuf::from(
-                raw.templates_dir
-                    .clone()
-                    .unwrap_or_else(|| "templates".into()),
-            ),
+            templates_dir,
             dedup,
             outputs,
             routes,
@@ -1150,6 +1174,31 @@ fn error_key(msg: &str) -> String {
         .and_then(|(_, r)| r.split('`').next())
         .map(str::to_owned)
         .unwrap_or_else(|| ".".into())
+}
+
+/// The path of the key a config-crate error is about: `outputs[1].min_priorty` for an unknown
+/// field of the second output, `outputs[0].rate_limit` for a value of the wrong type.
+fn error_path(msg: &str) -> String {
+    // The config crate writes `outputs[1]rate_limit`; the usual spelling has a dot.
+    let raw = error_key(msg);
+    let mut key = String::with_capacity(raw.len() + 4);
+    let mut after_bracket = false;
+    for c in raw.chars() {
+        if after_bracket && c != '[' && c != '.' {
+            key.push('.');
+        }
+        after_bracket = c == ']';
+        key.push(c);
+    }
+    match msg
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+    {
+        Some(f) if key == "." => f.to_owned(),
+        Some(f) => format!("{key}.{f}"),
+        None => key,
+    }
 }
 
 /// Best-effort line of the key named in a config-crate error.

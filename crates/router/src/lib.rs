@@ -23,3 +23,4 @@ pub mod server;
 pub mod service;
 pub mod tls_server;
 pub mod worker;
+pub mod yaml_lines;
