@@ -1,7 +1,7 @@
 //! Starting and stopping the router: templates, workers, ingest, graceful shutdown.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -17,7 +17,8 @@ use crate::queue::QueueSet;
 use crate::render::Templates;
 use crate::routing::Router;
 use crate::service::IngestService;
-use crate::worker::{Core, Worker};
+use crate::shared::Core;
+use crate::worker::Worker;
 
 /// How long workers get to drain their queues on shutdown.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -28,30 +29,6 @@ pub struct Running {
     pub core: Arc<Core>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Core {
-    /// Reload templates (SIGHUP). On error the old templates stay in use.
-    pub fn reload_templates(&self) -> Result<(), crate::render::TemplateLoadError> {
-        match Templates::load(&self.config) {
-            Ok(t) => {
-                match self.templates.write() {
-                    Ok(mut g) => *g = Arc::new(t),
-                    Err(p) => *p.into_inner() = Arc::new(t),
-                }
-                self.metrics
-                    .template_reloads
-                    .fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                self.metrics
-                    .template_reload_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
-        }
-    }
 }
 
 /// Start on `cfg.listen`, or on `listener` when given (tests bind 127.0.0.1:0).

@@ -2,39 +2,24 @@
 //! All of its state (dedup windows, limiter digests) is local, so the hot path takes no lock.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use aerie_alert::Alert;
 use serde_json::Value;
 
-use crate::config::{Config, OutputKind};
 use crate::dedup::{DedupState, KeySpec, Verdict, repeated_text};
+use crate::delivery::{BodyContext, DeliveryError, Message, Output};
 use crate::durable::{Backoff, Breaker, now_ms};
 use crate::duration::format_duration;
-use crate::metrics::Metrics;
-use crate::outputs::{Sink, payload};
+use crate::outputs::Sink;
+use crate::outputs::common::OpenContext;
 use crate::queue::{Consumer, Envelope, Job};
 use crate::ratelimit::{Digest, Digests, Limiter};
 use crate::render::{DedupInfo, DigestInfo, OutputInfo, TemplateContext, Templates};
 use crate::routing::DEFAULT_ROUTE;
-
-/// What workers share with ingest: configuration, metrics and the (reloadable) templates.
-pub struct Core {
-    pub config: Arc<Config>,
-    pub metrics: Metrics,
-    pub templates: RwLock<Arc<Templates>>,
-}
-
-impl Core {
-    pub fn templates(&self) -> Arc<Templates> {
-        match self.templates.read() {
-            Ok(t) => t.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-}
+pub use crate::shared::Core;
 
 /// Dedup settings of one route (or of the default pseudo-route).
 struct RouteDedup {
@@ -46,7 +31,8 @@ struct RouteDedup {
 /// Jobs taken from the queue per batch.
 const BATCH: usize = 512;
 
-/// Consecutive failed deliveries (each after the sink's own retries) that open the breaker.
+/// Consecutive failed deliveries (each a round of `retry.max_attempts` attempts) that open the
+/// breaker.
 const BREAKER_THRESHOLD: u32 = 3;
 
 /// What became of one job.
@@ -95,7 +81,11 @@ impl Worker {
     pub fn new(idx: usize, core: Arc<Core>) -> anyhow::Result<Worker> {
         let cfg = core.config.clone();
         let out = &cfg.outputs[idx];
-        let sink = Sink::new(out)?;
+        let sink = out.kind.open(&OpenContext {
+            name: &out.name,
+            timeout: out.timeout,
+            tls: &out.tls,
+        })?;
         let global = &cfg.dedup;
         let mut route_dedup: Vec<RouteDedup> = cfg
             .routes
@@ -381,6 +371,14 @@ impl Worker {
         if let Err(e) = self.sink.flush() {
             tracing::error!(output = %self.core.config.outputs[self.idx].name, error = %e, "flush failed");
         }
+        let repairs = self.sink.take_repairs();
+        if repairs > 0 {
+            self.core
+                .metrics
+                .output(self.idx)
+                .torn_tails
+                .fetch_add(repairs, Relaxed);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -409,6 +407,12 @@ impl Worker {
         };
         let key_hex = format!("{key:016x}");
         let alert = &env.alert;
+        let falco_json = || json_line(alert, repeated, window, digest, summary);
+        let body_ctx = BodyContext {
+            alert,
+            identity_hex: &key_hex,
+            falco_json: &falco_json,
+        };
         let body = if templates.has_template(self.idx) {
             let ctx = TemplateContext {
                 alert,
@@ -430,74 +434,106 @@ impl Worker {
             let shaped = templates
                 .render(self.idx, &ctx)
                 .map_err(|e| format!("line {:?}: {}", e.line, e.reason))
-                .and_then(|r| match out.kind {
-                    OutputKind::Slack => payload::slack(&r),
-                    OutputKind::PagerDuty => {
-                        payload::pagerduty(&r, out.routing_key.expose(), &key_hex, alert)
-                    }
-                    OutputKind::Webhook | OutputKind::File | OutputKind::Stdout => {
-                        payload::json_body(&r)
-                    }
-                });
+                .and_then(|r| self.sink.body(&r, &body_ctx));
             match shaped {
                 Ok(b) => b,
                 Err(e) => {
                     m.render_errors.fetch_add(1, Relaxed);
                     tracing::warn!(output = %out.name, template = ?out.template, error = %e, "template failed; sending the fallback body");
-                    match out.kind {
-                        OutputKind::Slack => payload::slack_fallback(alert),
-                        OutputKind::PagerDuty => {
-                            payload::pagerduty_fallback(out.routing_key.expose(), &key_hex, alert)
-                        }
-                        _ => json_line(alert, repeated, window, digest, summary),
-                    }
+                    self.sink.fallback(&body_ctx)
                 }
             }
         } else {
-            json_line(alert, repeated, window, digest, summary)
+            self.sink.fallback(&body_ctx)
         };
+        let batch = [Message {
+            body,
+            identity: key,
+        }];
+        self.send(&batch, &alert.rule).await
+    }
+
+    /// The one retry loop of every output. A round is up to `retry.max_attempts` attempts,
+    /// apart by the backoff (`initial_backoff` doubling to `max_backoff`, with jitter) or by the
+    /// receiver's `Retry-After` (capped at `max_retry_after`). A permanent error ends it at once.
+    /// With the memory queue a failed round fails the message; with the durable queue failed
+    /// rounds are retried behind the circuit breaker, with backoff, until `max_age`.
+    async fn send(&mut self, batch: &[Message], rule: &str) -> Outcome {
+        let core = self.core.clone();
+        let out = &core.config.outputs[self.idx];
+        let m = core.metrics.output(self.idx);
+        let retry = &out.retry;
+        let mut between_attempts = Backoff::new(retry.initial_backoff, retry.max_backoff);
         loop {
             let wait = self.breaker.wait(Instant::now());
             if !wait.is_zero() && !self.pause(wait).await {
                 return Outcome::Deferred;
             }
-            match self.sink.send(&body, m).await {
-                Ok(()) => {
-                    m.delivered.fetch_add(1, Relaxed);
-                    if self.breaker.is_open() {
-                        tracing::info!(output = %out.name, "output recovered; circuit closed");
-                    }
-                    self.breaker.success();
-                    self.backoff.reset();
-                    return Outcome::Delivered;
+            let mut attempt = 1;
+            let err = loop {
+                let res = self.sink.deliver(batch).await;
+                let repairs = self.sink.take_repairs();
+                if repairs > 0 {
+                    m.torn_tails.fetch_add(repairs, Relaxed);
                 }
-                Err(e) => {
-                    m.failed.fetch_add(1, Relaxed);
-                    let Some(until) = self.retry_until else {
-                        tracing::error!(output = %out.name, rule = %alert.rule, error = %e, "delivery failed");
-                        return Outcome::Failed(e);
-                    };
-                    // A 4xx other than 408/429 means the payload or credentials are wrong:
-                    // sending the same thing again cannot succeed.
-                    if e.starts_with("HTTP 4") {
-                        return Outcome::Failed(e);
+                match res {
+                    Ok(()) => {
+                        m.delivered.fetch_add(1, Relaxed);
+                        if self.breaker.is_open() {
+                            tracing::info!(output = %out.name, "output recovered; circuit closed");
+                        }
+                        self.breaker.success();
+                        self.backoff.reset();
+                        return Outcome::Delivered;
                     }
-                    if now_ms() >= until {
-                        return Outcome::Failed(format!(
-                            "not delivered within max_age {}: {e}",
-                            format_duration(self.max_age)
-                        ));
-                    }
-                    if self.breaker.failure(Instant::now()) {
-                        tracing::warn!(output = %out.name, error = %e, "circuit open: output keeps failing; probing again later");
-                    } else {
-                        tracing::warn!(output = %out.name, rule = %alert.rule, error = %e, "delivery failed; will retry");
-                    }
-                    let delay = self.backoff.next_delay();
-                    if !self.pause(delay).await {
-                        return Outcome::Deferred;
+                    Err(e @ DeliveryError::Permanent { .. }) => break e,
+                    Err(e) if attempt >= retry.max_attempts => break e,
+                    Err(e) => {
+                        let wait = match &e {
+                            DeliveryError::Retryable {
+                                after: Some(after), ..
+                            } => (*after).min(retry.max_retry_after),
+                            _ => between_attempts.next_delay(),
+                        };
+                        m.retries.fetch_add(1, Relaxed);
+                        tracing::debug!(output = %out.name, attempt, ?wait, error = %e, "retrying delivery");
+                        if !self.pause(wait).await {
+                            return Outcome::Deferred;
+                        }
+                        attempt += 1;
                     }
                 }
+            };
+            m.failed.fetch_add(1, Relaxed);
+            let permanent = matches!(err, DeliveryError::Permanent { .. });
+            let e = if permanent {
+                err.reason().to_owned()
+            } else {
+                format!("gave up after {attempt} attempts: {}", err.reason())
+            };
+            let Some(until) = self.retry_until else {
+                tracing::error!(output = %out.name, %rule, error = %e, "delivery failed");
+                return Outcome::Failed(e);
+            };
+            // A 4xx other than 408/429 means the payload or credentials are wrong: sending the
+            // same thing again cannot succeed.
+            if permanent {
+                return Outcome::Failed(e);
+            }
+            if now_ms() >= until {
+                return Outcome::Failed(format!(
+                    "not delivered within max_age {}: {e}",
+                    format_duration(self.max_age)
+                ));
+            }
+            if self.breaker.failure(Instant::now()) {
+                tracing::warn!(output = %out.name, error = %e, "circuit open: output keeps failing; probing again later");
+            } else {
+                tracing::warn!(output = %out.name, %rule, error = %e, "delivery failed; will retry");
+            }
+            let delay = self.backoff.next_delay();
+            if !self.pause(delay).await {
+                return Outcome::Deferred;
             }
         }
     }

@@ -1,4 +1,5 @@
-//! The file output: JSON lines, appended, with an fsync policy, size rotation and retention.
+//! The file output's writer: JSON lines, appended, with an fsync policy, size rotation and
+//! retention.
 //!
 //! A line is only ever appended after a newline: a torn last line (a crash mid-write, or a
 //! write cut short by a full disk) is cut off at open and after a failed write, kept in
@@ -9,7 +10,16 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::config::{FsyncPolicy, OutputConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// fsync after every batch written (safe, slower).
+    Always,
+    /// fsync at most once a second.
+    Interval,
+    /// Leave it to the kernel.
+    Never,
+}
 
 pub struct FileSink {
     path: PathBuf,
@@ -27,14 +37,6 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    pub fn open(cfg: &OutputConfig) -> anyhow::Result<FileSink> {
-        let path = cfg
-            .path
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("output {}: file output without path", cfg.name))?;
-        Self::open_path(path, cfg.max_size, cfg.max_files, cfg.fsync)
-    }
-
     pub fn open_path(
         path: PathBuf,
         max_size: u64,
