@@ -318,8 +318,14 @@ impl Config {
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| {
-                let msg = e.to_string();
+                let mut msg = e.to_string();
                 let key = error_path(&msg);
+                if key.starts_with("outputs[") && msg.contains("unknown field") {
+                    // The list serde gives is the kind's own keys only.
+                    msg.push_str(
+                        " (keys every output takes: name, type, min_priority, template, rate_limit, timeout, retry, tls)",
+                    );
+                }
                 let line = yaml_line(&msg)
                     .or_else(|| lines.line(&key))
                     .or_else(|| key_line(&text, &msg));

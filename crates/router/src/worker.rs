@@ -601,3 +601,36 @@ pub fn json_line(
     }
     serde_json::to_vec(&v).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the router's README says webhook, file and stdout outputs send without a template:
+    /// the alert as decoded and encoded again, not the bytes received.
+    #[test]
+    fn falco_json_is_the_decoded_alert_as_the_readme_says() {
+        let received = r#"{"output":"x","priority":"info","rule":"r","time":"2023-05-25T13:44:05+02:00","extra":{"k":1},"output_fields":{"b":1,"a":123456789012345678901234}}"#;
+        let alert = aerie_alert::decode_alert(received.as_bytes()).unwrap();
+        let line = json_line(&alert, 0, Duration::ZERO, None, false);
+        let text = String::from_utf8(line).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert!(v.get("extra").is_none(), "unknown keys are dropped: {text}");
+        assert_eq!(v["priority"], "Informational");
+        assert_eq!(v["time"], "2023-05-25T11:44:05.000000000Z");
+        assert_eq!(v["source"], "syscall");
+        assert_eq!(v["hostname"], "");
+        assert_eq!(v["tags"], serde_json::json!([]));
+        assert!(v["output_fields"]["a"].is_f64(), "{text}");
+        assert!(
+            text.find("\"a\":").unwrap() < text.find("\"b\":").unwrap(),
+            "sorted: {text}"
+        );
+        assert!(v.get("aerie").is_none());
+        // With a dedup count, the `aerie` object reports it.
+        let v: Value =
+            serde_json::from_slice(&json_line(&alert, 3, Duration::from_secs(600), None, false))
+                .unwrap();
+        assert_eq!(v["aerie"]["repeated"], 3);
+    }
+}
