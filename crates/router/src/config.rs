@@ -122,6 +122,7 @@ struct RawOutput {
     timeout: Option<String>,
     retry: Option<RawRetry>,
     tls: Option<RawTls>,
+    proxy: Option<String>,
     #[serde(flatten)]
     kind: RawKind,
 }
@@ -228,6 +229,8 @@ pub struct OutputConfig {
     pub retry: RetryConfig,
     /// Outbound TLS, for HTTP outputs.
     pub tls: TlsConfig,
+    /// HTTP outputs: the proxy every request goes through (`http://host:port`).
+    pub proxy: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -323,7 +326,7 @@ impl Config {
                 if key.starts_with("outputs[") && msg.contains("unknown field") {
                     // The list serde gives is the kind's own keys only.
                     msg.push_str(
-                        " (keys every output takes: name, type, min_priority, template, rate_limit, timeout, retry, tls)",
+                        " (keys every output takes: name, type, min_priority, template, rate_limit, timeout, retry, tls, proxy)",
                     );
                 }
                 let line = yaml_line(&msg)
@@ -764,6 +767,13 @@ impl Builder<'_> {
             }
         };
 
+        let proxy = match &o.proxy {
+            None => None,
+            Some(p) if p.starts_with("http://") || p.starts_with("https://") => Some(p.clone()),
+            Some(p) => {
+                return Err(self.err(&f("proxy"), Some(p), "must be an http:// or https:// URL"));
+            }
+        };
         let kind = o
             .kind
             .build()
@@ -790,6 +800,7 @@ impl Builder<'_> {
             timeout: self.dur(&f("timeout"), &o.timeout, Duration::from_secs(10))?,
             retry,
             tls,
+            proxy,
         })
     }
 }
@@ -827,6 +838,7 @@ fn apply_falcosidekick_env(raw: &mut RawConfig, env: &dyn Env) -> Vec<String> {
                     timeout: None,
                     retry: None,
                     tls: None,
+                    proxy: None,
                     kind: probe,
                 });
                 created.push(kind.to_owned());

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::dedup::{DedupState, KeySpec, Verdict, repeated_text};
 use crate::delivery::{BodyContext, DeliveryError, Message, Output};
-use crate::durable::{Backoff, Breaker, now_ms};
+use crate::durable::{Breaker, now_ms};
 use crate::duration::format_duration;
 use crate::outputs::Sink;
 use crate::outputs::common::OpenContext;
@@ -20,6 +20,7 @@ use crate::ratelimit::{Digest, Digests, Limiter};
 use crate::render::{DedupInfo, DigestInfo, OutputInfo, TemplateContext, Templates};
 use crate::routing::DEFAULT_ROUTE;
 pub use crate::shared::Core;
+use aerie_http_client::Backoff;
 
 /// Dedup settings of one route (or of the default pseudo-route).
 struct RouteDedup {
@@ -85,6 +86,7 @@ impl Worker {
             name: &out.name,
             timeout: out.timeout,
             tls: &out.tls,
+            proxy: out.proxy.as_deref(),
         })?;
         let global = &cfg.dedup;
         let mut route_dedup: Vec<RouteDedup> = cfg

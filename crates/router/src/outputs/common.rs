@@ -1,8 +1,6 @@
 //! What every output's configuration shares: errors that name the field at fault, secrets
 //! given inline or through a `<key>_file`, URL checks, and the outbound TLS settings.
 
-use std::path::PathBuf;
-
 pub use aerie_alert::Secret;
 
 /// A field of one output's configuration is wrong: `field` is relative to the output
@@ -57,14 +55,8 @@ pub fn http_url(field: &str, url: Secret) -> Result<Secret, FieldError> {
     }
 }
 
-/// Outbound TLS of an HTTP output (`tls:`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TlsConfig {
-    pub ca_file: Option<PathBuf>,
-    pub client_cert_file: Option<PathBuf>,
-    pub client_key_file: Option<PathBuf>,
-    pub insecure: bool,
-}
+/// Outbound TLS of an HTTP output (`tls:`), as the shared HTTP client takes it.
+pub use aerie_http_client::TlsOptions as TlsConfig;
 
 /// The settings an output's sink is opened with, besides its own.
 #[derive(Debug, Clone)]
@@ -72,6 +64,8 @@ pub struct OpenContext<'a> {
     pub name: &'a str,
     pub timeout: std::time::Duration,
     pub tls: &'a TlsConfig,
+    /// HTTP outputs: send through this proxy (else `HTTPS_PROXY`/`NO_PROXY` apply).
+    pub proxy: Option<&'a str>,
 }
 
 /// What a kind's falcosidekick environment names set outside the kind's own keys.

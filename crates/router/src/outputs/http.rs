@@ -1,12 +1,13 @@
-//! The HTTP client every HTTP output shares: rustls with the output's CA, client certificate
-//! or `insecure`, timeouts, one attempt per call classified into a [`DeliveryError`]
+//! What every HTTP output shares: the client (built by `aerie-http-client`, as the detector's:
+//! rustls with the output's CA, client certificate or `insecure`, proxy, timeouts), one attempt per call classified into a [`DeliveryError`]
 //! (`429` + `Retry-After`, `5xx`/`408` retryable; any other `4xx` permanent), HMAC signing,
 //! and error texts that never print the URL (for Slack, the URL is the secret).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use aerie_http_client::{Class, ClientOptions};
 use hmac::{Hmac, Mac};
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use sha2::Sha256;
 
@@ -14,44 +15,19 @@ use crate::delivery::DeliveryError;
 use crate::outputs::common::{OpenContext, Secret};
 use crate::text::truncate_chars;
 
-/// A client with the output's timeout and TLS settings.
+/// A client with the output's timeout, TLS and proxy settings.
 pub fn client(ctx: &OpenContext<'_>) -> anyhow::Result<reqwest::Client> {
-    let what = |w: &str| format!("output {}: {w}", ctx.name);
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(ctx.timeout)
-        .connect_timeout(ctx.timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("aerie-router/", env!("CARGO_PKG_VERSION")));
-    let tls = ctx.tls;
-    if let Some(ca) = &tls.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| {
-            anyhow::anyhow!("{}: {e}", what(&format!("tls.ca_file {}", ca.display())))
-        })?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", what("tls.ca_file")))?
-        {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    if let (Some(cert), Some(key)) = (&tls.client_cert_file, &tls.client_key_file) {
-        let mut pem = std::fs::read(cert)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", what("tls.client_cert_file")))?;
-        pem.push(b'\n');
-        pem.extend(
-            std::fs::read(key)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", what("tls.client_key_file")))?,
-        );
-        b = b.identity(
-            reqwest::Identity::from_pem(&pem)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", what("tls client certificate")))?,
-        );
-    }
-    if tls.insecure {
-        tracing::warn!(output = %ctx.name, "TLS certificate verification is OFF (tls.insecure: true)");
-        b = b.danger_accept_invalid_certs(true);
-    }
-    b.build()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", what("HTTP client")))
+    let owner = format!("output {}", ctx.name);
+    Ok(aerie_http_client::build(&ClientOptions {
+        owner: &owner,
+        user_agent: concat!("aerie-router/", env!("CARGO_PKG_VERSION")),
+        timeout: ctx.timeout,
+        connect_timeout: ctx.timeout.min(Duration::from_secs(10)),
+        pool_idle_timeout: None,
+        pool_max_idle_per_host: None,
+        proxy: ctx.proxy,
+        tls: ctx.tls,
+    })?)
 }
 
 /// One request; the answer classified for the worker's retry loop.
@@ -75,14 +51,14 @@ pub async fn send(
             let after = retry_after(resp.headers());
             let text = resp.text().await.unwrap_or_default();
             let reason = format!("HTTP {status}: {}", truncate_chars(text.trim(), 200));
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                Err(DeliveryError::Retryable { after, reason })
-            } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
-                Err(DeliveryError::retryable(reason))
-            } else {
+            match Class::of(status) {
+                Class::Retryable if status == StatusCode::TOO_MANY_REQUESTS => {
+                    Err(DeliveryError::Retryable { after, reason })
+                }
+                Class::Retryable | Class::Delivered => Err(DeliveryError::retryable(reason)),
                 // 4xx other than 408/429: the payload or credentials are wrong; sending the
                 // same thing again cannot succeed.
-                Err(DeliveryError::permanent(reason))
+                Class::Refused => Err(DeliveryError::permanent(reason)),
             }
         }
         Err(e) => Err(DeliveryError::retryable(format!(
@@ -111,11 +87,7 @@ fn without_url(e: &reqwest::Error) -> String {
     e2
 }
 
-/// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3); a date in the past is
-/// no wait.
-pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    aerie_alert::retry_after(h.get(RETRY_AFTER)?.to_str().ok()?, SystemTime::now())
-}
+pub use aerie_http_client::retry_after;
 
 /// `sha256=<hex of HMAC-SHA256(secret, body)>`, as GitHub signs webhooks.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
@@ -133,7 +105,7 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
+    use reqwest::header::{HeaderValue, RETRY_AFTER};
 
     #[test]
     fn hmac_matches_rfc4231_case_2() {
