@@ -1,9 +1,13 @@
 //! The file output's writer: JSON lines, appended, with an fsync policy, size rotation and
 //! retention.
 //!
-//! A line is only ever appended after a newline: a torn last line (a crash mid-write, or a
-//! write cut short by a full disk) is cut off at open and after a failed write, kept in
-//! `<path>.torn`, logged and counted, so the next alert never glues onto a fragment.
+//! A line is only ever appended after a newline: a torn last line (left by a crash mid-write,
+//! or by a write cut short by a full disk before a restart) is cut off at open, kept in
+//! `<path>.torn`, logged and counted, so the next alert never glues onto a fragment. Within
+//! one run a failed write loses nothing: the buffer keeps what the kernel did not take, and
+//! before the next line it is written out and the tail checked again (a line too long for the
+//! buffer goes straight to the file and may stop halfway: that fragment is cut off before the
+//! line is written again).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -30,10 +34,10 @@ pub struct FileSink {
     fsync: FsyncPolicy,
     last_sync: Instant,
     dirty: bool,
-    /// A write failed: the file may end in a fragment; repair before the next line.
-    suspect: bool,
     /// Torn tails cut off and not yet reported to the metrics.
     torn: u64,
+    /// A write failed: finish the buffer and check the tail before the next line.
+    suspect: bool,
 }
 
 impl FileSink {
@@ -60,8 +64,8 @@ impl FileSink {
             fsync,
             last_sync: Instant::now(),
             dirty: false,
-            suspect: false,
             torn: u64::from(torn),
+            suspect: false,
         })
     }
 
@@ -70,17 +74,16 @@ impl FileSink {
         std::mem::take(&mut self.torn)
     }
 
-    /// After a failed write: drop what is buffered (it was not acknowledged), cut the file back
-    /// to its last complete line and append from there.
+    /// After a failed write: write out what the buffer still holds (nothing is dropped), then
+    /// cut a fragment the failed write may have left, and append from there.
     fn recover(&mut self) -> std::io::Result<()> {
-        let fresh = BufWriter::with_capacity(0, open_append(&self.path)?);
-        let (_file, _unwritten) = std::mem::replace(&mut self.out, fresh).into_parts();
+        self.out.flush()?;
         if repair_tail(&self.path)? {
             self.torn += 1;
+            let file = open_append(&self.path)?;
+            self.size = file.metadata()?.len();
+            self.out = BufWriter::with_capacity(256 << 10, file);
         }
-        let file = open_append(&self.path)?;
-        self.size = file.metadata()?.len();
-        self.out = BufWriter::with_capacity(256 << 10, file);
         self.suspect = false;
         Ok(())
     }
@@ -90,12 +93,12 @@ impl FileSink {
     }
 
     pub fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
-        if self.suspect {
-            self.recover()?;
-        }
         let len = line.len() as u64 + 1;
         if self.size > 0 && self.size + len > self.max_size {
             self.rotate()?;
+        }
+        if self.suspect {
+            self.recover()?;
         }
         let res = self
             .out
@@ -114,10 +117,7 @@ impl FileSink {
         if !self.dirty {
             return Ok(());
         }
-        if let Err(e) = self.out.flush() {
-            self.suspect = true;
-            return Err(e);
-        }
+        self.out.flush()?;
         let sync = match self.fsync {
             FsyncPolicy::Always => true,
             FsyncPolicy::Interval => self.last_sync.elapsed() >= Duration::from_secs(1),
@@ -285,5 +285,76 @@ mod tests {
         f.flush().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A real full disk (a 1 MiB tmpfs, as root) in the middle of a run: nothing written is
+    /// lost or glued, whether the failed write was buffered or went straight to the file.
+    #[test]
+    fn a_full_disk_mid_run_neither_loses_nor_glues_lines() {
+        use std::process::Command;
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        let is_root = std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+        if !is_root {
+            assert!(!ci, "CI must run this test as root (it mounts a tmpfs)");
+            println!("NOTICE: not root; skipping the full-disk file test");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("aerie-router-enospc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount tmpfs");
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(&self.0)
+                    .status();
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _unmount = Unmount(dir.clone());
+        let filler = dir.join("filler");
+        let path = dir.join("a.jsonl");
+        let line = |n: usize, pad: usize| format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(pad));
+
+        // Buffered lines: the flush stops partway; the buffer keeps the rest.
+        std::fs::write(&filler, vec![0u8; 1000 << 10]).unwrap();
+        let mut f = FileSink::open_path(path.clone(), 64 << 20, 1, FsyncPolicy::Never).unwrap();
+        for n in 0..1000 {
+            f.write_line(line(n, 60).as_bytes()).unwrap();
+        }
+        assert!(f.flush().is_err(), "the disk is full");
+        std::fs::remove_file(&filler).unwrap();
+        f.flush().unwrap();
+
+        // A line longer than the buffer goes straight to the file and stops halfway.
+        std::fs::write(&filler, vec![0u8; 600 << 10]).unwrap();
+        let big = line(1000, 400 << 10);
+        assert!(f.write_line(big.as_bytes()).is_err(), "the disk is full");
+        std::fs::remove_file(&filler).unwrap();
+        f.write_line(big.as_bytes()).unwrap();
+        f.write_line(line(1001, 10).as_bytes()).unwrap();
+        f.flush().unwrap();
+        assert_eq!(f.take_torn(), 1, "the half-written long line was cut off");
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ns: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("unparseable line of {} bytes: {e}", l.len()));
+                v["n"].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(ns, (0..1002).collect::<Vec<u64>>());
     }
 }
