@@ -4,7 +4,12 @@
 //! The pipeline per alert is: ingest ([`ingest`]) → route ([`routing`]) → accept into the
 //! per-output queue ([`queue`], the seam where a durable queue plugs in) → 2xx; then, in each
 //! output's own worker ([`worker`]): dedup ([`dedup`]) → rate limit ([`ratelimit`]) → render
-//! ([`render`]) → deliver ([`outputs`]).
+//! ([`render`]) → shape and deliver ([`outputs`], each behind the [`delivery::Output`] trait),
+//! with the one retry loop in the worker.
+//!
+//! Shared state lives in [`shared`] (`Core`), the accepted alert in [`envelope`], route
+//! matching in [`matcher`], text helpers in [`text`]; [`config`] is data. No module uses another
+//! that uses it back (`tests/module_graph.rs`).
 
 pub mod auth;
 pub mod config;
