@@ -236,7 +236,10 @@ pub struct OutputConfig {
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     pub name: String,
+    /// The `match:` block as written (for messages and lints).
     pub matcher: Option<RawMatch>,
+    /// The same, compiled once; `None` matches every alert.
+    pub compiled: Option<Matcher>,
     pub outputs: Vec<usize>,
     pub cont: bool,
     /// Route-level dedup override; `None` uses the global setting.
@@ -520,18 +523,20 @@ impl Builder<'_> {
                 }),
             };
             let line = self.lines.exact(&format!("routes[{i}]"));
-            if let Some(m) = &r.matcher {
-                Matcher::compile(m).map_err(|reason| {
+            let compiled = match &r.matcher {
+                None => None,
+                Some(m) => Some(Matcher::compile(m).map_err(|reason| {
                     self.err(
                         &format!("routes[{i}].match.{}", reason.0),
                         Some(&reason.2),
                         reason.1,
                     )
-                })?;
-            }
+                })?),
+            };
             routes.push(RouteConfig {
                 name,
                 matcher: r.matcher.clone(),
+                compiled,
                 outputs: outs,
                 cont: r.cont,
                 dedup: dedup_override,

@@ -38,18 +38,20 @@ pub struct Router {
 }
 
 impl Router {
+    /// The routing table of `cfg` (its matchers were compiled when it was loaded). Kept
+    /// fallible for callers; a loaded config always routes.
     pub fn new(cfg: &Config) -> Result<Router, String> {
-        let mut routes = Vec::with_capacity(cfg.routes.len());
-        for r in &cfg.routes {
-            let m = match &r.matcher {
-                Some(m) => Some(
-                    Matcher::compile(m)
-                        .map_err(|e| format!("route {}: {}: {}", r.name, e.0, e.1))?,
-                ),
-                None => None,
-            };
-            routes.push((m, r.outputs.iter().map(|&o| o as u16).collect(), r.cont));
-        }
+        let routes = cfg
+            .routes
+            .iter()
+            .map(|r| {
+                (
+                    r.compiled.clone(),
+                    r.outputs.iter().map(|&o| o as u16).collect(),
+                    r.cont,
+                )
+            })
+            .collect();
         Ok(Router {
             routes,
             defaults: cfg.default_outputs.iter().map(|&o| o as u16).collect(),
