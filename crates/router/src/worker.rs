@@ -160,9 +160,12 @@ impl Worker {
                             Step::Deferred => {}
                         }
                     }
-                    self.flush();
-                    for seq in done.drain(..) {
-                        consumer.ack_seq(seq);
+                    // Acked only once written: after a failed flush (a full disk) they wait
+                    // for the next flush that succeeds, or are delivered again after a restart.
+                    if self.flush() {
+                        for seq in done.drain(..) {
+                            consumer.ack_seq(seq);
+                        }
                     }
                 }
                 _ = tick.tick() => self.housekeeping(false, &mut consumer).await,
@@ -369,9 +372,11 @@ impl Worker {
         }
     }
 
-    fn flush(&mut self) {
-        if let Err(e) = self.sink.flush() {
-            tracing::error!(output = %self.core.config.outputs[self.idx].name, error = %e, "flush failed");
+    /// End of a batch: flush the sink; false when that failed (what it holds is not written).
+    fn flush(&mut self) -> bool {
+        let res = self.sink.flush();
+        if let Err(e) = &res {
+            tracing::error!(output = %self.core.config.outputs[self.idx].name, error = %e, "flush failed; the batch is not acknowledged");
         }
         let repairs = self.sink.take_repairs();
         if repairs > 0 {
@@ -381,6 +386,7 @@ impl Worker {
                 .torn_tails
                 .fetch_add(repairs, Relaxed);
         }
+        res.is_ok()
     }
 
     #[allow(clippy::too_many_arguments)]
