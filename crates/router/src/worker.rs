@@ -67,6 +67,8 @@ pub struct Worker {
     /// Last suppressed alert per key, kept only for routes that send window-end summaries.
     last_suppressed: HashMap<u64, (Arc<Envelope>, u16)>,
     last_sweep: Instant,
+    /// Queue sequence numbers delivered but not yet flushed: acked after the next flush.
+    written: Vec<u64>,
     /// Queue sequence numbers held in each pending digest (durable queue).
     held: HashMap<u64, Vec<u64>>,
     /// Retry deadline (unix ms) of the job being delivered; `None` keeps the sink's own
@@ -115,6 +117,7 @@ impl Worker {
             digests: Digests::new(),
             last_suppressed: HashMap::new(),
             last_sweep: Instant::now(),
+            written: Vec::with_capacity(BATCH),
             held: HashMap::new(),
             retry_until: None,
             max_age: cfg.queue.max_age,
@@ -131,7 +134,6 @@ impl Worker {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.stop = consumer.stop_signal();
-        let mut done = Vec::with_capacity(BATCH);
         loop {
             tokio::select! {
                 n = consumer.recv_many(&mut buf, BATCH) => {
@@ -154,19 +156,13 @@ impl Worker {
                         let Some(rec) = record else { continue };
                         match step {
                             // Acked after the flush below, so that a file line is written first.
-                            Step::Done => done.push(rec.seq),
+                            Step::Done => self.written.push(rec.seq),
                             Step::Held(dk) => self.held.entry(dk).or_default().push(rec.seq),
                             Step::Failed(reason) => self.dead_letter(&mut consumer, &rec, &reason),
                             Step::Deferred => {}
                         }
                     }
-                    // Acked only once written: after a failed flush (a full disk) they wait
-                    // for the next flush that succeeds, or are delivered again after a restart.
-                    if self.flush() {
-                        for seq in done.drain(..) {
-                            consumer.ack_seq(seq);
-                        }
-                    }
+                    self.flush_and_ack(&mut consumer);
                 }
                 _ = tick.tick() => self.housekeeping(false, &mut consumer).await,
             }
@@ -296,11 +292,7 @@ impl Worker {
                         )
                         .await;
                     match outcome {
-                        Outcome::Delivered => {
-                            for s in seqs {
-                                consumer.ack_seq(s);
-                            }
-                        }
+                        Outcome::Delivered => self.written.extend(seqs),
                         Outcome::Failed(reason) => {
                             // One dead-letter line for the digest (its first alert), then the
                             // rest of the held alerts are acked: the line counts them.
@@ -322,7 +314,7 @@ impl Worker {
                     }
                 }
             }
-            self.flush();
+            self.flush_and_ack(consumer);
         }
         if closing || now.duration_since(self.last_sweep) >= Duration::from_secs(1) {
             self.last_sweep = now;
@@ -369,6 +361,17 @@ impl Worker {
                 .output(self.idx)
                 .dedup_keys
                 .store(self.dedup.len() as u64, Relaxed);
+        }
+    }
+
+    /// Flush, then acknowledge what was delivered since the last successful flush. Acked only
+    /// once written: after a failed flush (a full disk) the jobs wait for the next flush that
+    /// succeeds, or are delivered again after a restart.
+    fn flush_and_ack(&mut self, consumer: &mut Consumer) {
+        if self.flush() {
+            for seq in self.written.drain(..) {
+                consumer.ack_seq(seq);
+            }
         }
     }
 
