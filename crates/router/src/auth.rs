@@ -4,10 +4,8 @@
 //! Falco's `http_output` (libcurl) and falcosidekick clients can send custom headers, so
 //! `Authorization: Bearer <token>` works with both.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -17,29 +15,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Secret;
-use crate::worker::Core;
-
-/// Overrides `auth.bearer_token` (a Kubernetes Secret mounted as an environment variable).
-pub const TOKEN_ENV: &str = "AERIE_ROUTER_TOKEN";
-/// Default for `request_timeout`: a request must arrive and be answered within this.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone, Default)]
-pub struct AuthConfig {
-    /// Required on ingest when set; redacted in `Debug`.
-    pub bearer_token: Option<Secret>,
-    /// Require the token on `/metrics` too (off by default: scrapers and probes stay simple).
-    pub protect_metrics: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerTlsConfig {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    /// When set, every client must present a certificate signed by this CA (mTLS).
-    pub client_ca_file: Option<PathBuf>,
-}
+pub use crate::config::{AuthConfig, DEFAULT_REQUEST_TIMEOUT, ServerTlsConfig, TOKEN_ENV};
+use crate::shared::Core;
 
 /// Checks `Authorization: Bearer <token>`.
 ///
@@ -203,7 +180,7 @@ mod tests {
 
     fn auth() -> BearerAuth {
         BearerAuth::new(&AuthConfig {
-            bearer_token: Some(Secret::new("s3cret-token")),
+            bearer_token: Some(crate::config::Secret::new("s3cret-token")),
             protect_metrics: false,
         })
         .unwrap()
@@ -244,7 +221,7 @@ mod tests {
     #[test]
     fn debug_redacts_the_token() {
         let cfg = AuthConfig {
-            bearer_token: Some(Secret::new("s3cret-token")),
+            bearer_token: Some(crate::config::Secret::new("s3cret-token")),
             protect_metrics: false,
         };
         let dump = format!("{cfg:?} {:?}", auth());

@@ -9,12 +9,15 @@ use aerie_alert::Priority;
 use serde::Deserialize;
 
 use crate::duration::{parse_duration, parse_size};
+use crate::matcher::Matcher;
+pub use crate::matcher::{RawFieldCond, RawFieldSpec, RawMatch};
+use crate::outputs::common::TlsConfig;
+use crate::outputs::{Kind, RawKind};
+use crate::yaml_lines::KeyLines;
 
 /// The port falcosidekick listens on; Falco's `http_output` points here.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:2801";
-/// PagerDuty Events API v2 (US region); `PAGERDUTY_REGION=eu` selects the EU endpoint.
-pub const PAGERDUTY_US_URL: &str = "https://events.pagerduty.com/v2/enqueue";
-pub const PAGERDUTY_EU_URL: &str = "https://events.eu.pagerduty.com/v2/enqueue";
+pub use crate::outputs::pagerduty::{EU_URL as PAGERDUTY_EU_URL, US_URL as PAGERDUTY_US_URL};
 
 /// A configuration error: which file, which field, which line (when it can be located) and why.
 #[derive(Debug, thiserror::Error)]
@@ -108,39 +111,20 @@ struct RawTls {
     insecure: bool,
 }
 
+/// One output as written: the keys every output has, and (flattened, selected by `type:`)
+/// the keys of its kind, which reject unknown keys themselves.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawOutput {
     name: String,
-    #[serde(rename = "type")]
-    kind: String,
     min_priority: Option<String>,
     template: Option<String>,
     rate_limit: Option<RawRateLimit>,
     timeout: Option<String>,
     retry: Option<RawRetry>,
     tls: Option<RawTls>,
-    // slack
-    webhook_url: Option<String>,
-    webhook_url_file: Option<String>,
-    // pagerduty
-    routing_key: Option<String>,
-    routing_key_file: Option<String>,
-    // pagerduty API / webhook target
-    url: Option<String>,
-    url_file: Option<String>,
-    // webhook
-    method: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    hmac_secret: Option<String>,
-    hmac_secret_file: Option<String>,
-    signature_header: Option<String>,
-    // file
-    path: Option<String>,
-    fsync: Option<String>,
-    max_size: Option<String>,
-    max_files: Option<usize>,
+    proxy: Option<String>,
+    #[serde(flatten)]
+    kind: RawKind,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,41 +150,6 @@ struct RawRouteDedup {
     disabled: bool,
 }
 
-/// Route matcher as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMatch {
-    pub priority: Option<String>,
-    pub source: Option<String>,
-    pub rule: Option<String>,
-    pub hostname: Option<String>,
-    #[serde(default)]
-    pub tags_any: Vec<String>,
-    #[serde(default)]
-    pub tags_all: Vec<String>,
-    #[serde(default)]
-    pub tags_none: Vec<String>,
-    #[serde(default)]
-    pub output_fields: BTreeMap<String, RawFieldCond>,
-}
-
-/// An `output_fields` condition: a bare string (exact, glob with `*?`, or `/regex/`) or a map.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum RawFieldCond {
-    Pattern(String),
-    Spec(RawFieldSpec),
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFieldSpec {
-    pub equals: Option<String>,
-    pub glob: Option<String>,
-    pub regex: Option<String>,
-    pub exists: Option<bool>,
-}
-
 // ---------------------------------------------------------------------------------------------
 // Validated configuration.
 
@@ -222,9 +171,9 @@ pub struct Config {
     /// Longest time a request may take to arrive and be answered (slow bodies get 408).
     pub request_timeout: Duration,
     /// Ingest authentication (bearer token); mTLS lives in `server_tls`.
-    pub auth: crate::auth::AuthConfig,
+    pub auth: AuthConfig,
     /// Serve ingest over TLS (and require client certificates when a client CA is set).
-    pub server_tls: Option<crate::auth::ServerTlsConfig>,
+    pub server_tls: Option<ServerTlsConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -236,43 +185,7 @@ pub struct DedupConfig {
     pub summary: bool,
 }
 
-pub const DEFAULT_DEDUP_KEY: [&str; 4] = [
-    "rule",
-    "hostname",
-    "output_fields.container.id",
-    "output_fields.proc.cmdline",
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputKind {
-    Slack,
-    PagerDuty,
-    Webhook,
-    File,
-    Stdout,
-}
-
-impl OutputKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutputKind::Slack => "slack",
-            OutputKind::PagerDuty => "pagerduty",
-            OutputKind::Webhook => "webhook",
-            OutputKind::File => "file",
-            OutputKind::Stdout => "stdout",
-        }
-    }
-    /// The template an output of this type uses when none is configured. `None`: the Falco JSON
-    /// alert as received, plus an `aerie` object when there is a dedup count, a digest or a
-    /// window-end summary to report (webhook bodies, file and stdout lines).
-    pub fn default_template(self) -> Option<&'static str> {
-        match self {
-            OutputKind::Slack => Some("slack.hbs"),
-            OutputKind::PagerDuty => Some("pagerduty.hbs"),
-            OutputKind::Webhook | OutputKind::File | OutputKind::Stdout => None,
-        }
-    }
-}
+pub use crate::dedup::DEFAULT_DEDUP_KEY;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimitConfig {
@@ -302,58 +215,58 @@ impl Default for RetryConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TlsConfig {
-    pub ca_file: Option<PathBuf>,
-    pub client_cert_file: Option<PathBuf>,
-    pub client_key_file: Option<PathBuf>,
-    pub insecure: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsyncPolicy {
-    /// fsync after every batch written (safe, slower).
-    Always,
-    /// fsync at most once a second.
-    Interval,
-    /// Leave it to the kernel.
-    Never,
-}
-
 #[derive(Debug, Clone)]
 pub struct OutputConfig {
     pub name: String,
-    pub kind: OutputKind,
+    /// The kind (`type:`) with its own validated settings.
+    pub kind: Kind,
     pub min_priority: Priority,
-    /// Template file name under `templates_dir`; `None` for JSON lines (file/stdout).
+    /// Template file name under `templates_dir`; `None` sends the Falco JSON.
     pub template: Option<String>,
     pub rate_limit: Option<RateLimitConfig>,
+    /// Per request, for HTTP outputs.
     pub timeout: Duration,
     pub retry: RetryConfig,
+    /// Outbound TLS, for HTTP outputs.
     pub tls: TlsConfig,
-    /// Slack webhook URL, PagerDuty API URL, or webhook address.
-    pub url: Secret,
-    pub routing_key: Secret,
-    pub method: String,
-    pub headers: Vec<(String, Secret)>,
-    pub hmac_secret: Option<Secret>,
-    pub signature_header: String,
-    pub path: Option<PathBuf>,
-    pub fsync: FsyncPolicy,
-    pub max_size: u64,
-    pub max_files: usize,
+    /// HTTP outputs: the proxy every request goes through (`http://host:port`).
+    pub proxy: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     pub name: String,
+    /// The `match:` block as written (for messages and lints).
     pub matcher: Option<RawMatch>,
+    /// The same, compiled once; `None` matches every alert.
+    pub compiled: Option<Matcher>,
     pub outputs: Vec<usize>,
     pub cont: bool,
     /// Route-level dedup override; `None` uses the global setting.
     pub dedup: Option<DedupConfig>,
     /// Line of the route in the config file, for messages.
     pub line: Option<usize>,
+}
+
+/// Overrides `auth.bearer_token` (a Kubernetes Secret mounted as an environment variable).
+pub const TOKEN_ENV: &str = "AERIE_ROUTER_TOKEN";
+/// Default for `request_timeout`: a request must arrive and be answered within this.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// Required on ingest when set; redacted in `Debug`.
+    pub bearer_token: Option<Secret>,
+    /// Require the token on `/metrics` too (off by default: scrapers and probes stay simple).
+    pub protect_metrics: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerTlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// When set, every client must present a certificate signed by this CA (mTLS).
+    pub client_ca_file: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -405,18 +318,29 @@ impl Config {
         };
         let text =
             interpolate(text, env).map_err(|(line, reason)| err(Some(line), "${}", reason))?;
+        let lines = KeyLines::new(&text);
         let raw: RawConfig = config::Config::builder()
             .add_source(config::File::from_str(&text, config::FileFormat::Yaml))
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| {
-                let msg = e.to_string();
-                let line = yaml_line(&msg).or_else(|| key_line(&text, &msg));
-                err(line, &error_key(&msg), msg)
+                let mut msg = e.to_string();
+                let key = error_path(&msg);
+                if key.starts_with("outputs[") && msg.contains("unknown field") {
+                    // The list serde gives is the kind's own keys only.
+                    msg.push_str(
+                        " (keys every output takes: name, type, min_priority, template, rate_limit, timeout, retry, tls, proxy)",
+                    );
+                }
+                let line = yaml_line(&msg)
+                    .or_else(|| lines.line(&key))
+                    .or_else(|| key_line(&text, &msg));
+                err(line, &key, msg)
             })?;
         Builder {
             file,
             text: &text,
+            lines: &lines,
             env,
         }
         .build(raw)
@@ -426,6 +350,7 @@ impl Config {
 struct Builder<'a> {
     file: &'a str,
     text: &'a str,
+    lines: &'a KeyLines,
     env: &'a dyn Env,
 }
 
@@ -433,7 +358,12 @@ impl Builder<'_> {
     fn err(&self, field: &str, needle: Option<&str>, reason: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_owned(),
-            line: needle.and_then(|n| find_line(self.text, n)),
+            // The field's own key (or its nearest ancestor), else the first place `needle` is
+            // written (for values that come from the environment).
+            line: self
+                .lines
+                .line(field)
+                .or_else(|| needle.and_then(|n| find_line(self.text, n))),
             field: field.to_owned(),
             reason: reason.into(),
         }
@@ -592,19 +522,21 @@ impl Builder<'_> {
                     summary: d.summary.unwrap_or(dedup.summary),
                 }),
             };
-            let line = r.name.as_deref().and_then(|n| find_line(self.text, n));
-            if let Some(m) = &r.matcher {
-                crate::routing::Matcher::compile(m).map_err(|reason| {
+            let line = self.lines.exact(&format!("routes[{i}]"));
+            let compiled = match &r.matcher {
+                None => None,
+                Some(m) => Some(Matcher::compile(m).map_err(|reason| {
                     self.err(
                         &format!("routes[{i}].match.{}", reason.0),
                         Some(&reason.2),
                         reason.1,
                     )
-                })?;
-            }
+                })?),
+            };
             routes.push(RouteConfig {
                 name,
                 matcher: r.matcher.clone(),
+                compiled,
                 outputs: outs,
                 cont: r.cont,
                 dedup: dedup_override,
@@ -632,7 +564,7 @@ impl Builder<'_> {
         let request_timeout = self.dur(
             "request_timeout",
             &raw.request_timeout,
-            crate::auth::DEFAULT_REQUEST_TIMEOUT,
+            DEFAULT_REQUEST_TIMEOUT,
         )?;
         if request_timeout.is_zero() {
             return Err(self.err(
@@ -642,17 +574,29 @@ impl Builder<'_> {
             ));
         }
         let (auth, server_tls) = self.auth(&raw)?;
+        let templates_dir = match &raw.templates_dir {
+            // Unset: `templates/` when there is one, else the embedded templates.
+            None => PathBuf::from("templates"),
+            Some(d) => {
+                let dir = PathBuf::from(d);
+                if !dir.is_dir() {
+                    // A typo here would otherwise fall back to the embedded templates silently.
+                    return Err(self.err(
+                        "templates_dir",
+                        None,
+                        format!("{d:?} is not a directory"),
+                    ));
+                }
+                dir
+            }
+        };
         Ok(Config {
             source: self.file.to_owned(),
             listen,
             max_body_bytes,
             queue_capacity,
             queue,
-            templates_dir: PathBuf::from(
-                raw.templates_dir
-                    .clone()
-                    .unwrap_or_else(|| "templates".into()),
-            ),
+            templates_dir,
             dedup,
             outputs,
             routes,
@@ -664,16 +608,7 @@ impl Builder<'_> {
     }
 
     /// `auth:` and `tls:`; `AERIE_ROUTER_TOKEN` overrides the configured bearer token.
-    fn auth(
-        &self,
-        raw: &RawConfig,
-    ) -> Result<
-        (
-            crate::auth::AuthConfig,
-            Option<crate::auth::ServerTlsConfig>,
-        ),
-        ConfigError,
-    > {
+    fn auth(&self, raw: &RawConfig) -> Result<(AuthConfig, Option<ServerTlsConfig>), ConfigError> {
         let a = raw.auth.as_ref();
         let none = None;
         let mut token = self.secret(
@@ -681,7 +616,7 @@ impl Builder<'_> {
             a.map_or(&none, |a| &a.bearer_token),
             a.map_or(&none, |a| &a.bearer_token_file),
         )?;
-        if let Some(t) = self.env.var(crate::auth::TOKEN_ENV)
+        if let Some(t) = self.env.var(TOKEN_ENV)
             && !t.trim().is_empty()
         {
             token = Some(Secret::new(t.trim()));
@@ -693,7 +628,7 @@ impl Builder<'_> {
                 "the token is empty",
             ));
         }
-        let auth = crate::auth::AuthConfig {
+        let auth = AuthConfig {
             bearer_token: token,
             protect_metrics: a.and_then(|a| a.protect_metrics).unwrap_or(false),
         };
@@ -720,7 +655,7 @@ impl Builder<'_> {
                     }
                     (x, y) => x.clone().or(y),
                 };
-                Some(crate::auth::ServerTlsConfig {
+                Some(ServerTlsConfig {
                     cert_file: PathBuf::from(&t.cert_file),
                     key_file: PathBuf::from(&t.key_file),
                     client_ca_file: ca.map(PathBuf::from),
@@ -754,20 +689,6 @@ impl Builder<'_> {
         if o.name.trim().is_empty() {
             return Err(self.err(&f("name"), None, "must not be empty"));
         }
-        let kind = match o.kind.to_ascii_lowercase().as_str() {
-            "slack" => OutputKind::Slack,
-            "pagerduty" => OutputKind::PagerDuty,
-            "webhook" => OutputKind::Webhook,
-            "file" => OutputKind::File,
-            "stdout" => OutputKind::Stdout,
-            other => {
-                return Err(self.err(
-                    &f("type"),
-                    Some(&format!("type: {other}")),
-                    format!("unknown output type {other:?} (expected slack, pagerduty, webhook, file or stdout)"),
-                ));
-            }
-        };
         let min_priority = match &o.min_priority {
             None => Priority::Debug,
             Some(p) => p
@@ -851,89 +772,17 @@ impl Builder<'_> {
             }
         };
 
-        let webhook_url = self.secret(&f("webhook_url"), &o.webhook_url, &o.webhook_url_file)?;
-        let routing_key = self.secret(&f("routing_key"), &o.routing_key, &o.routing_key_file)?;
-        let url = self.secret(&f("url"), &o.url, &o.url_file)?;
-        let hmac_secret = self.secret(&f("hmac_secret"), &o.hmac_secret, &o.hmac_secret_file)?;
-        let url = match kind {
-            OutputKind::Slack => {
-                let u = webhook_url.or(url).unwrap_or_default();
-                if u.is_empty() {
-                    return Err(self.err(
-                        &f("webhook_url"),
-                        Some(&o.name),
-                        "a slack output needs webhook_url or webhook_url_file (or SLACK_WEBHOOKURL)",
-                    ));
-                }
-                u
-            }
-            OutputKind::PagerDuty => {
-                if routing_key.as_ref().is_none_or(Secret::is_empty) {
-                    return Err(self.err(
-                        &f("routing_key"),
-                        Some(&o.name),
-                        "a pagerduty output needs routing_key or routing_key_file (or PAGERDUTY_ROUTINGKEY)",
-                    ));
-                }
-                url.unwrap_or_else(|| Secret::new(PAGERDUTY_US_URL))
-            }
-            OutputKind::Webhook => {
-                let u = url.unwrap_or_default();
-                if u.is_empty() {
-                    return Err(self.err(
-                        &f("url"),
-                        Some(&o.name),
-                        "a webhook output needs url (or WEBHOOK_ADDRESS)",
-                    ));
-                }
-                u
-            }
-            OutputKind::File | OutputKind::Stdout => Secret::default(),
-        };
-        if matches!(
-            kind,
-            OutputKind::Slack | OutputKind::PagerDuty | OutputKind::Webhook
-        ) {
-            let u = url.expose();
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(self.err(
-                    &f("url"),
-                    Some(&o.name),
-                    "must be an http:// or https:// URL",
-                ));
-            }
-        }
-        let path = match kind {
-            OutputKind::File => match &o.path {
-                Some(p) if !p.trim().is_empty() => Some(PathBuf::from(p)),
-                _ => return Err(self.err(&f("path"), Some(&o.name), "a file output needs path")),
-            },
-            _ => None,
-        };
-        let fsync = match o.fsync.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("interval") => FsyncPolicy::Interval,
-            Some("always") => FsyncPolicy::Always,
-            Some("never") => FsyncPolicy::Never,
-            Some(other) => {
-                return Err(self.err(
-                    &f("fsync"),
-                    Some(other),
-                    format!("unknown fsync policy {other:?} (expected always, interval or never)"),
-                ));
+        let proxy = match &o.proxy {
+            None => None,
+            Some(p) if p.starts_with("http://") || p.starts_with("https://") => Some(p.clone()),
+            Some(p) => {
+                return Err(self.err(&f("proxy"), Some(p), "must be an http:// or https:// URL"));
             }
         };
-        let max_size = match &o.max_size {
-            None => 100 << 20,
-            Some(s) => parse_size(s).map_err(|r| self.err(&f("max_size"), Some(s), r))?,
-        };
-        let method = o
-            .method
-            .clone()
-            .unwrap_or_else(|| "POST".into())
-            .to_ascii_uppercase();
-        if !["POST", "PUT", "PATCH"].contains(&method.as_str()) {
-            return Err(self.err(&f("method"), Some(&method), "expected POST, PUT or PATCH"));
-        }
+        let kind = o
+            .kind
+            .build()
+            .map_err(|e| self.err(&f(&e.field), None, e.reason))?;
         let template = o
             .template
             .clone()
@@ -956,30 +805,15 @@ impl Builder<'_> {
             timeout: self.dur(&f("timeout"), &o.timeout, Duration::from_secs(10))?,
             retry,
             tls,
-            url,
-            routing_key: routing_key.unwrap_or_default(),
-            method,
-            headers: o
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
-                .collect(),
-            hmac_secret,
-            signature_header: o
-                .signature_header
-                .clone()
-                .unwrap_or_else(|| "X-Aerie-Signature".into()),
-            path,
-            fsync,
-            max_size,
-            max_files: o.max_files.unwrap_or(5),
+            proxy,
         })
     }
 }
 
 /// Apply falcosidekick's environment names (SLACK_WEBHOOKURL, PAGERDUTY_ROUTINGKEY,
-/// WEBHOOK_ADDRESS, ...). They override the first output of that type; when there is none, they
-/// create one which, as in falcosidekick, receives every alert. Returns those created outputs.
+/// WEBHOOK_ADDRESS, ...; each output kind knows its own). They override the first output of
+/// that type; when there is none, they create one which, as in falcosidekick, receives every
+/// alert. Returns those created outputs.
 fn apply_falcosidekick_env(raw: &mut RawConfig, env: &dyn Env) -> Vec<String> {
     let nonempty = |k: &str| env.var(k).filter(|v| !v.trim().is_empty());
     if let Some(addr) =
@@ -989,95 +823,47 @@ fn apply_falcosidekick_env(raw: &mut RawConfig, env: &dyn Env) -> Vec<String> {
         raw.listen = Some(format!("{addr}:{port}"));
     }
     let mut created = Vec::new();
-    let mut ensure = |raw: &mut RawConfig, kind: &str| -> usize {
-        if let Some(i) = raw
-            .outputs
-            .iter()
-            .position(|o| o.kind.eq_ignore_ascii_case(kind))
-        {
-            return i;
+    for &kind in crate::outputs::NAMES {
+        let existing = raw.outputs.iter().position(|o| o.kind.name() == kind);
+        let Some(mut probe) = RawKind::empty(kind) else {
+            continue;
+        };
+        // Ask the kind on a scratch copy first: only its own trigger variable creates it.
+        if probe.apply_env(&nonempty).is_none() {
+            continue;
         }
-        raw.outputs.push(RawOutput::empty(kind));
-        created.push(kind.to_owned());
-        raw.outputs.len() - 1
-    };
-    if let Some(url) = nonempty("SLACK_WEBHOOKURL") {
-        let i = ensure(raw, "slack");
-        raw.outputs[i].webhook_url = Some(url);
-        raw.outputs[i].webhook_url_file = None;
-        if let Some(p) = nonempty("SLACK_MINIMUMPRIORITY") {
-            raw.outputs[i].min_priority = Some(p);
-        }
-    }
-    if let Some(key) = nonempty("PAGERDUTY_ROUTINGKEY") {
-        let i = ensure(raw, "pagerduty");
-        raw.outputs[i].routing_key = Some(key);
-        raw.outputs[i].routing_key_file = None;
-        if let Some(p) = nonempty("PAGERDUTY_MINIMUMPRIORITY") {
-            raw.outputs[i].min_priority = Some(p);
-        }
-        if nonempty("PAGERDUTY_REGION").is_some_and(|r| r.eq_ignore_ascii_case("eu")) {
-            raw.outputs[i].url = Some(PAGERDUTY_EU_URL.into());
-        }
-    }
-    if let Some(addr) = nonempty("WEBHOOK_ADDRESS") {
-        let i = ensure(raw, "webhook");
-        raw.outputs[i].url = Some(addr);
-        raw.outputs[i].url_file = None;
-        if let Some(p) = nonempty("WEBHOOK_MINIMUMPRIORITY") {
-            raw.outputs[i].min_priority = Some(p);
-        }
-        if let Some(m) = nonempty("WEBHOOK_METHOD") {
-            raw.outputs[i].method = Some(m);
-        }
-        if let Some(h) = nonempty("WEBHOOK_CUSTOMHEADERS") {
-            // falcosidekick: "key1:value1,key2:value2"
-            for pair in h.split(',') {
-                if let Some((k, v)) = pair.split_once(':') {
-                    raw.outputs[i]
-                        .headers
-                        .insert(k.trim().into(), v.trim().into());
-                }
+        let i = match existing {
+            Some(i) => i,
+            None => {
+                raw.outputs.push(RawOutput {
+                    name: kind.to_owned(),
+                    min_priority: None,
+                    template: None,
+                    rate_limit: None,
+                    timeout: None,
+                    retry: None,
+                    tls: None,
+                    proxy: None,
+                    kind: probe,
+                });
+                created.push(kind.to_owned());
+                raw.outputs.len() - 1
             }
+        };
+        let out = &mut raw.outputs[i];
+        let shared = out.kind.apply_env(&nonempty).unwrap_or_default();
+        if let Some(p) = out
+            .kind
+            .env_prefix()
+            .and_then(|prefix| nonempty(&format!("{prefix}_MINIMUMPRIORITY")))
+        {
+            out.min_priority = Some(p);
         }
-        if nonempty("WEBHOOK_CHECKCERT").is_some_and(|v| v.eq_ignore_ascii_case("false")) {
-            raw.outputs[i]
-                .tls
-                .get_or_insert_with(RawTls::default)
-                .insecure = true;
+        if shared.tls_insecure {
+            out.tls.get_or_insert_with(RawTls::default).insecure = true;
         }
     }
     created
-}
-
-impl RawOutput {
-    fn empty(kind: &str) -> Self {
-        RawOutput {
-            name: kind.to_owned(),
-            kind: kind.to_owned(),
-            min_priority: None,
-            template: None,
-            rate_limit: None,
-            timeout: None,
-            retry: None,
-            tls: None,
-            webhook_url: None,
-            webhook_url_file: None,
-            routing_key: None,
-            routing_key_file: None,
-            url: None,
-            url_file: None,
-            method: None,
-            headers: BTreeMap::new(),
-            hmac_secret: None,
-            hmac_secret_file: None,
-            signature_header: None,
-            path: None,
-            fsync: None,
-            max_size: None,
-            max_files: None,
-        }
-    }
 }
 
 /// Replace `${NAME}` and `${NAME:-default}`; `$$` is a literal `$`. An unset variable without
@@ -1152,6 +938,35 @@ fn error_key(msg: &str) -> String {
         .unwrap_or_else(|| ".".into())
 }
 
+/// The path of the key a config-crate error is about: `outputs[1].min_priorty` for an unknown
+/// field of the second output, `outputs[0].rate_limit` for a value of the wrong type.
+fn error_path(msg: &str) -> String {
+    if msg.contains("unknown variant") || msg.contains("missing field `type`") {
+        // An output's `type:` (the tag that selects its kind).
+        return format!("{}.type", error_key(msg));
+    }
+    // The config crate writes `outputs[1]rate_limit`; the usual spelling has a dot.
+    let raw = error_key(msg);
+    let mut key = String::with_capacity(raw.len() + 4);
+    let mut after_bracket = false;
+    for c in raw.chars() {
+        if after_bracket && c != '[' && c != '.' {
+            key.push('.');
+        }
+        after_bracket = c == ']';
+        key.push(c);
+    }
+    match msg
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+    {
+        Some(f) if key == "." => f.to_owned(),
+        Some(f) => format!("{key}.{f}"),
+        None => key,
+    }
+}
+
 /// Best-effort line of the key named in a config-crate error.
 fn key_line(text: &str, msg: &str) -> Option<usize> {
     let key = error_key(msg);
@@ -1220,11 +1035,14 @@ routes:
         ]);
         let c = Config::parse("router.yaml", ISSUE_EXAMPLE, &e).unwrap();
         assert_eq!(c.outputs.len(), 3);
-        assert_eq!(c.outputs[0].kind, OutputKind::Slack);
+        assert_eq!(c.outputs[0].kind.as_str(), "slack");
         assert_eq!(c.outputs[0].min_priority, Priority::Warning);
         assert_eq!(c.outputs[0].rate_limit.as_ref().unwrap().burst, 10);
-        assert_eq!(c.outputs[1].routing_key.expose(), "R0UTINGKEY");
-        assert_eq!(c.outputs[1].url.expose(), PAGERDUTY_US_URL);
+        let Kind::PagerDuty(pd) = &c.outputs[1].kind else {
+            panic!("{:?}", c.outputs[1].kind)
+        };
+        assert_eq!(pd.routing_key.expose(), "R0UTINGKEY");
+        assert_eq!(pd.url.expose(), PAGERDUTY_US_URL);
         assert_eq!(c.routes.len(), 3);
         assert_eq!(c.routes[0].outputs, vec![1, 0]);
         assert!(c.routes[0].cont);
@@ -1258,7 +1076,10 @@ routes:
             secret.display()
         );
         let c = Config::parse("f.yaml", &text, &env(&[])).unwrap();
-        assert_eq!(c.outputs[0].url.expose(), "https://hooks.example/abc");
+        let Kind::Slack(slack) = &c.outputs[0].kind else {
+            panic!("{:?}", c.outputs[0].kind)
+        };
+        assert_eq!(slack.url.expose(), "https://hooks.example/abc");
         // No routes: every alert goes to every output.
         assert_eq!(c.default_outputs, vec![0]);
 
@@ -1283,8 +1104,12 @@ routes:
         assert_eq!(c.listen, "0.0.0.0:2999");
         let names: Vec<_> = c.outputs.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(names, ["a", "slack", "pagerduty", "webhook"]);
-        assert_eq!(c.outputs[2].url.expose(), PAGERDUTY_EU_URL);
-        assert_eq!(c.outputs[3].headers.len(), 2);
+        let (Kind::PagerDuty(pd), Kind::Webhook(hook)) = (&c.outputs[2].kind, &c.outputs[3].kind)
+        else {
+            panic!("{:?}", c.outputs)
+        };
+        assert_eq!(pd.url.expose(), PAGERDUTY_EU_URL);
+        assert_eq!(hook.headers.len(), 2);
         // Created outputs get every alert.
         assert_eq!(c.routes[0].outputs, vec![0, 1, 2, 3]);
     }

@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 use aerie_alert::Alert;
 use serde_json::Value;
 
+/// The dedup key when none is configured.
+pub const DEFAULT_DEDUP_KEY: [&str; 4] = [
+    "rule",
+    "hostname",
+    "output_fields.container.id",
+    "output_fields.proc.cmdline",
+];
+
 /// One part of a dedup key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyPart {
@@ -283,10 +291,7 @@ mod tests {
 
     #[test]
     fn key_uses_the_configured_parts() {
-        let parts: Vec<String> = crate::config::DEFAULT_DEDUP_KEY
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let parts: Vec<String> = DEFAULT_DEDUP_KEY.iter().map(|s| s.to_string()).collect();
         let k = KeySpec::new(&parts);
         assert_eq!(k.hash(&alert("r", "sh")), k.hash(&alert("r", "sh")));
         assert_ne!(k.hash(&alert("r", "sh")), k.hash(&alert("r", "bash")));

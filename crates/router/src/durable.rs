@@ -149,46 +149,7 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Exponential backoff with jitter in [base/2, base], base doubling from `initial` to `max`.
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    attempt: u32,
-    rng: u64,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
-        Backoff {
-            initial,
-            max,
-            attempt: 0,
-            rng: seed | 1,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self
-            .initial
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        // xorshift64: jitter needs no cryptographic randomness.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let frac = (self.rng % 1000) as f64 / 1000.0;
-        base.mul_f64(0.5 + frac / 2.0)
-    }
-}
+pub use aerie_http_client::Backoff;
 
 /// Circuit breaker of one output: after `threshold` consecutive failed deliveries it opens
 /// for `cooldown`; then one probe goes through (half-open) and its result closes or re-opens it.

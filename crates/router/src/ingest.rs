@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::queue::{AcceptError, Envelope, QueueSet};
 use crate::routing::Router;
-use crate::worker::Core;
+use crate::shared::Core;
 
 /// Ingest state: the routing table and the queues alerts are accepted into.
 pub struct App {

@@ -88,6 +88,9 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     Templates::load(&cfg)?;
     let checked = Templates::check_dir(&cfg.templates_dir)?;
     aerie_router::routing::Router::new(&cfg).map_err(anyhow::Error::msg)?;
+    for w in aerie_router::routing::filtering_routes(&cfg) {
+        println!("warning: {w}");
+    }
     println!(
         "{}: OK ({} outputs, {} routes, {checked} templates in {})",
         path.display(),

@@ -18,6 +18,8 @@ pub struct OutputMetrics {
     pub below_min_priority: AtomicU64,
     pub render_errors: AtomicU64,
     pub dedup_keys: AtomicU64,
+    /// Torn last lines cut off a file output (at open, or after a failed write).
+    pub torn_tails: AtomicU64,
 }
 
 /// Upper bounds of the ingest latency histogram, in seconds.
@@ -154,7 +156,7 @@ impl Metrics {
             l(&self.latency_count)
         );
 
-        let per_output: [(&str, &str, Getter); 11] = [
+        let per_output: [(&str, &str, Getter); 12] = [
             ("queued_total", "Alerts queued for the output.", |m| {
                 &m.queued
             }),
@@ -196,6 +198,11 @@ impl Metrics {
                 |m| &m.render_errors,
             ),
             ("dedup_keys", "Live dedup keys.", |m| &m.dedup_keys),
+            (
+                "torn_tails_total",
+                "Torn last lines cut off a file output (kept in <path>.torn) before appending.",
+                |m| &m.torn_tails,
+            ),
         ];
         for (name, help, get) in per_output {
             let kind = if name.ends_with("_total") {

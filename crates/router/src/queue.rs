@@ -16,21 +16,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use aerie_alert::Alert;
 use aerie_spool::{Reader, Record, Spool};
 use tokio::sync::{mpsc, watch};
 
 use crate::durable::{decode_head, encode_record};
+pub use crate::envelope::Envelope;
 use crate::routing::Target;
-
-/// An accepted alert, shared by every output it goes to.
-#[derive(Debug)]
-pub struct Envelope {
-    pub alert: Alert,
-    /// `POST /test`: skips dedup and rate limits.
-    pub test: bool,
-    pub received: Instant,
-}
 
 /// One alert for one output, with the route that sent it there.
 #[derive(Debug, Clone)]
@@ -449,7 +440,7 @@ mod tests {
 
     fn env() -> Arc<Envelope> {
         Arc::new(Envelope {
-            alert: crate::render::sample_alert(),
+            alert: crate::envelope::sample_alert(),
             test: false,
             received: Instant::now(),
         })

@@ -10,7 +10,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimitConfig;
-use crate::queue::Envelope;
+use crate::envelope::Envelope;
 use crate::render::{DigestInfo, DigestRule};
 
 /// Rules listed by name in a digest; the rest are counted together.

@@ -16,22 +16,14 @@ use handlebars::{
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{Config, OutputKind};
+use crate::config::Config;
+use crate::delivery::Escape;
+pub use crate::envelope::sample_alert;
+pub use crate::text::{
+    json_escape, mrkdwn_escape, pagerduty_severity, slack_escape, truncate_chars,
+};
 
-/// Templates shipped in the binary: used when `templates_dir` has no file of that name.
-pub const EMBEDDED: [(&str, &str); 5] = [
-    ("slack.hbs", include_str!("../../../templates/slack.hbs")),
-    (
-        "pagerduty.hbs",
-        include_str!("../../../templates/pagerduty.hbs"),
-    ),
-    (
-        "webhook.hbs",
-        include_str!("../../../templates/webhook.hbs"),
-    ),
-    ("file.hbs", include_str!("../../../templates/file.hbs")),
-    ("stdout.hbs", include_str!("../../../templates/stdout.hbs")),
-];
+pub use crate::outputs::EMBEDDED;
 
 /// A template that failed to load: file, line, column and why.
 #[derive(Debug, thiserror::Error)]
@@ -114,10 +106,9 @@ impl Templates {
             let (file, text) = read_template(&cfg.templates_dir, name)?;
             let mut hb = Handlebars::new();
             register_helpers(&mut hb);
-            if o.kind == OutputKind::Slack {
-                hb.register_escape_fn(slack_escape);
-            } else {
-                hb.register_escape_fn(json_escape);
+            match o.kind.escape() {
+                Escape::Slack => hb.register_escape_fn(slack_escape),
+                Escape::Json => hb.register_escape_fn(json_escape),
             }
             hb.register_template_string(name, &text)
                 .map_err(|e| TemplateLoadError {
@@ -258,59 +249,6 @@ fn read_template(dir: &Path, name: &str) -> Result<(String, String), TemplateLoa
     }
 }
 
-/// The alert from Falco's documentation, used to try templates at load time.
-pub fn sample_alert() -> Alert {
-    const DOC: &str = r#"{"hostname":"falco-xczjd","output":"13:44:05.478445995: Critical A shell was spawned in a container with an attached terminal (user=root user_loginuid=-1 k8s.ns=default k8s.pod=kubecon container=ee97d9c4186f shell=sh parent=runc cmdline=sh -c clear; (bash || ash || sh) terminal=34816 container_id=ee97d9c4186f image=docker.io/library/alpine)","priority":"Critical","rule":"Terminal shell in container","source":"syscall","tags":["container","mitre_execution","shell"],"time":"2023-05-25T13:44:05.478445995Z","output_fields":{"container.id":"ee97d9c4186f","container.image.repository":"docker.io/library/alpine","evt.time":1685022245478445995,"k8s.ns.name":"default","k8s.pod.name":"kubecon","proc.cmdline":"sh -c clear; (bash || ash || sh)","proc.name":"sh","proc.pname":"runc","proc.tty":34816,"user.loginuid":-1,"user.name":"root"}}"#;
-    // The constant is valid; a failure here is a programming error caught by tests.
-    aerie_alert::decode_alert(DOC.as_bytes()).expect("documentation alert decodes")
-}
-
-// ---------------------------------------------------------------------------------------------
-// Escaping.
-
-/// Escape text for the inside of a JSON string literal.
-pub fn json_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    push_json_escaped(&mut out, s);
-    out
-}
-
-fn push_json_escaped(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            // Other control characters, and the JS line separators some parsers reject.
-            c if (c as u32) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-}
-
-/// Slack mrkdwn control characters: `&`, `<`, `>` (Slack's documented escapes).
-pub fn mrkdwn_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// mrkdwn-escape, then JSON-escape.
-pub fn slack_escape(s: &str) -> String {
-    json_escape(&mrkdwn_escape(s))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
@@ -338,34 +276,10 @@ pub fn priority_emoji(p: Priority) -> &'static str {
     }
 }
 
-/// PagerDuty Events API v2 severity.
-pub fn pagerduty_severity(p: Priority) -> &'static str {
-    match p {
-        Priority::Emergency | Priority::Alert | Priority::Critical => "critical",
-        Priority::Error => "error",
-        Priority::Warning => "warning",
-        Priority::Notice | Priority::Informational | Priority::Debug => "info",
-    }
-}
-
 fn value_priority(v: &Value) -> Priority {
     v.as_str()
         .and_then(|s| s.parse().ok())
         .unwrap_or(Priority::Informational)
-}
-
-/// Cut to at most `max` characters, ending with `…` when cut.
-pub fn truncate_chars(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        None => s.to_owned(),
-        Some(_) if max == 0 => String::new(),
-        Some(_) => {
-            let cut = s.char_indices().nth(max - 1).map(|(i, _)| i).unwrap_or(0);
-            let mut out = s[..cut].to_owned();
-            out.push('…');
-            out
-        }
-    }
 }
 
 fn value_text(v: &Value) -> String {
@@ -461,26 +375,6 @@ fn register_helpers(hb: &mut Handlebars<'static>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slack_escape_defuses_mentions_links_and_json() {
-        let s = slack_escape("<!channel> <http://evil|click> \"q\" \n\u{1} é");
-        assert!(!s.contains('<') && !s.contains('>'));
-        assert_eq!(
-            s,
-            "&lt;!channel&gt; &lt;http://evil|click&gt; \\\"q\\\" \\n\\u0001 é"
-        );
-        let v: Value = serde_json::from_str(&format!("\"{s}\"")).unwrap();
-        assert!(v.as_str().unwrap().starts_with("&lt;!channel&gt;"));
-    }
-
-    #[test]
-    fn truncates_on_char_boundaries() {
-        assert_eq!(truncate_chars("héllo", 10), "héllo");
-        assert_eq!(truncate_chars("héllo", 3), "hé…");
-        assert_eq!(truncate_chars("héllo", 3).chars().count(), 3);
-        assert_eq!(truncate_chars("ab", 0), "");
-    }
 
     #[test]
     fn formats_time_and_maps_severity() {

@@ -2,213 +2,9 @@
 //! says `continue: true`. Alerts that match nothing go to the default outputs.
 
 use aerie_alert::{Alert, Priority};
-use regex::Regex;
-use serde_json::Value;
 
-use crate::config::{Config, RawFieldCond, RawMatch};
-
-/// Exact text, a glob (`*`, `?`), or a `/regex/`.
-#[derive(Debug, Clone)]
-pub enum TextPattern {
-    Exact(String),
-    Regex(Regex),
-}
-
-impl TextPattern {
-    /// `/.../` is a regex, unanchored (write `^...$` to anchor); text with `*` or `?` is a glob
-    /// over the whole string; anything else must match exactly.
-    pub fn parse(p: &str) -> Result<TextPattern, String> {
-        if p.len() >= 2 && p.starts_with('/') && p.ends_with('/') {
-            return Regex::new(&p[1..p.len() - 1])
-                .map(TextPattern::Regex)
-                .map_err(|e| format!("invalid regex {p}: {e}"));
-        }
-        if p.contains(['*', '?']) {
-            return Self::glob(p);
-        }
-        Ok(TextPattern::Exact(p.to_owned()))
-    }
-
-    pub fn glob(p: &str) -> Result<TextPattern, String> {
-        let mut re = String::with_capacity(p.len() + 8);
-        re.push_str("^(?s:");
-        for c in p.chars() {
-            match c {
-                '*' => re.push_str(".*"),
-                '?' => re.push('.'),
-                c => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
-            }
-        }
-        re.push_str(")$");
-        Regex::new(&re)
-            .map(TextPattern::Regex)
-            .map_err(|e| format!("invalid glob {p}: {e}"))
-    }
-
-    pub fn matches(&self, s: &str) -> bool {
-        match self {
-            TextPattern::Exact(e) => e == s,
-            TextPattern::Regex(r) => r.is_match(s),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cmp {
-    Ge,
-    Gt,
-    Le,
-    Lt,
-    Eq,
-}
-
-#[derive(Debug, Clone)]
-enum FieldCond {
-    Exists(bool),
-    Text(TextPattern),
-}
-
-/// One compiled route matcher: every condition present must hold.
-#[derive(Debug, Clone, Default)]
-pub struct Matcher {
-    priority: Option<(Cmp, Priority)>,
-    source: Option<TextPattern>,
-    rule: Option<TextPattern>,
-    hostname: Option<TextPattern>,
-    tags_any: Vec<String>,
-    tags_all: Vec<String>,
-    tags_none: Vec<String>,
-    fields: Vec<(String, Vec<FieldCond>)>,
-}
-
-/// (field, reason, text to locate in the file)
-pub type MatchError = (String, String, String);
-
-impl Matcher {
-    pub fn compile(m: &RawMatch) -> Result<Matcher, MatchError> {
-        let text = |field: &str, v: &Option<String>| -> Result<Option<TextPattern>, MatchError> {
-            v.as_deref()
-                .map(|p| TextPattern::parse(p).map_err(|r| (field.to_owned(), r, p.to_owned())))
-                .transpose()
-        };
-        let priority = match &m.priority {
-            None => None,
-            Some(p) => {
-                Some(parse_priority_cmp(p).map_err(|r| ("priority".to_owned(), r, p.clone()))?)
-            }
-        };
-        let mut fields = Vec::new();
-        for (name, cond) in &m.output_fields {
-            let field = format!("output_fields.{name}");
-            let conds = match cond {
-                RawFieldCond::Pattern(p) => vec![FieldCond::Text(
-                    TextPattern::parse(p).map_err(|r| (field.clone(), r, p.clone()))?,
-                )],
-                RawFieldCond::Spec(s) => {
-                    let mut v = Vec::new();
-                    if let Some(e) = s.exists {
-                        v.push(FieldCond::Exists(e));
-                    }
-                    if let Some(e) = &s.equals {
-                        v.push(FieldCond::Text(TextPattern::Exact(e.clone())));
-                    }
-                    if let Some(g) = &s.glob {
-                        v.push(FieldCond::Text(
-                            TextPattern::glob(g).map_err(|r| (field.clone(), r, g.clone()))?,
-                        ));
-                    }
-                    if let Some(r) = &s.regex {
-                        v.push(FieldCond::Text(TextPattern::Regex(Regex::new(r).map_err(
-                            |e| (field.clone(), format!("invalid regex: {e}"), r.clone()),
-                        )?)));
-                    }
-                    if v.is_empty() {
-                        return Err((
-                            field,
-                            "needs equals, glob, regex or exists".into(),
-                            name.clone(),
-                        ));
-                    }
-                    v
-                }
-            };
-            fields.push((name.clone(), conds));
-        }
-        Ok(Matcher {
-            priority,
-            source: text("source", &m.source)?,
-            rule: text("rule", &m.rule)?,
-            hostname: text("hostname", &m.hostname)?,
-            tags_any: m.tags_any.clone(),
-            tags_all: m.tags_all.clone(),
-            tags_none: m.tags_none.clone(),
-            fields,
-        })
-    }
-
-    pub fn matches(&self, a: &Alert) -> bool {
-        if let Some((cmp, p)) = self.priority {
-            let ok = match cmp {
-                Cmp::Ge => a.priority >= p,
-                Cmp::Gt => a.priority > p,
-                Cmp::Le => a.priority <= p,
-                Cmp::Lt => a.priority < p,
-                Cmp::Eq => a.priority == p,
-            };
-            if !ok {
-                return false;
-            }
-        }
-        if self.source.as_ref().is_some_and(|s| !s.matches(&a.source))
-            || self.rule.as_ref().is_some_and(|r| !r.matches(&a.rule))
-            || self
-                .hostname
-                .as_ref()
-                .is_some_and(|h| !h.matches(&a.hostname))
-        {
-            return false;
-        }
-        let has = |t: &String| a.tags.iter().any(|x| x == t);
-        if !self.tags_any.is_empty() && !self.tags_any.iter().any(has) {
-            return false;
-        }
-        if !self.tags_all.iter().all(has) || self.tags_none.iter().any(has) {
-            return false;
-        }
-        self.fields.iter().all(|(name, conds)| {
-            let v = a.output_fields.get(name).filter(|v| !v.is_null());
-            conds.iter().all(|c| match c {
-                FieldCond::Exists(want) => v.is_some() == *want,
-                FieldCond::Text(p) => v.is_some_and(|v| match v {
-                    Value::String(s) => p.matches(s),
-                    other => p.matches(&other.to_string()),
-                }),
-            })
-        })
-    }
-}
-
-/// `>= critical`, `<=warning`, `= error`, `> notice`, `< error`, or a bare name (equality).
-pub fn parse_priority_cmp(text: &str) -> Result<(Cmp, Priority), String> {
-    let t = text.trim();
-    let (cmp, rest) = if let Some(r) = t.strip_prefix(">=") {
-        (Cmp::Ge, r)
-    } else if let Some(r) = t.strip_prefix("<=") {
-        (Cmp::Le, r)
-    } else if let Some(r) = t.strip_prefix("==") {
-        (Cmp::Eq, r)
-    } else if let Some(r) = t.strip_prefix('=') {
-        (Cmp::Eq, r)
-    } else if let Some(r) = t.strip_prefix('>') {
-        (Cmp::Gt, r)
-    } else if let Some(r) = t.strip_prefix('<') {
-        (Cmp::Lt, r)
-    } else {
-        (Cmp::Eq, t)
-    };
-    let p = rest.trim().parse::<Priority>().map_err(|e| e.to_string())?;
-    Ok((cmp, p))
-}
+use crate::config::Config;
+pub use crate::matcher::{Cmp, MatchError, Matcher, TextPattern, parse_priority_cmp};
 
 /// Where one alert goes: output index and the index of the route that sent it there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,18 +38,20 @@ pub struct Router {
 }
 
 impl Router {
+    /// The routing table of `cfg` (its matchers were compiled when it was loaded). Kept
+    /// fallible for callers; a loaded config always routes.
     pub fn new(cfg: &Config) -> Result<Router, String> {
-        let mut routes = Vec::with_capacity(cfg.routes.len());
-        for r in &cfg.routes {
-            let m = match &r.matcher {
-                Some(m) => Some(
-                    Matcher::compile(m)
-                        .map_err(|e| format!("route {}: {}: {}", r.name, e.0, e.1))?,
-                ),
-                None => None,
-            };
-            routes.push((m, r.outputs.iter().map(|&o| o as u16).collect(), r.cont));
-        }
+        let routes = cfg
+            .routes
+            .iter()
+            .map(|r| {
+                (
+                    r.compiled.clone(),
+                    r.outputs.iter().map(|&o| o as u16).collect(),
+                    r.cont,
+                )
+            })
+            .collect();
         Ok(Router {
             routes,
             defaults: cfg.default_outputs.iter().map(|&o| o as u16).collect(),
@@ -280,19 +78,66 @@ impl Router {
                 for &o in outputs {
                     push(&mut out, o, i as u16);
                 }
-                if !cont {
+                // A route that reached no output (each filtered it by min_priority) does not
+                // stop the walk: the alert falls through to the next route.
+                if !cont && !out.targets.is_empty() {
                     return out;
                 }
             }
         }
-        if out.matched_routes.is_empty() {
-            out.unmatched = true;
+        out.unmatched = out.matched_routes.is_empty();
+        if out.targets.is_empty() {
+            // Matched nothing, or nothing it matched reached an output: the default outputs.
             for &o in &self.defaults {
                 push(&mut out, o, DEFAULT_ROUTE);
             }
         }
         out
     }
+}
+
+/// Routes whose outputs can all filter an alert the route takes (each output's `min_priority`
+/// is above the lowest priority the route matches): such alerts reach none of the route's
+/// outputs and fall through. One line per route, for `check-config`.
+pub fn filtering_routes(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &cfg.routes {
+        let lowest = match r.matcher.as_ref().and_then(|m| m.priority.as_deref()) {
+            None => Priority::Debug,
+            Some(p) => match parse_priority_cmp(p) {
+                Ok((Cmp::Ge | Cmp::Eq, p)) => p,
+                // The next priority up from `p`.
+                Ok((Cmp::Gt, p)) => Priority::ALL
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|&q| q > p)
+                    .unwrap_or(p),
+                Ok((Cmp::Le | Cmp::Lt, _)) | Err(_) => Priority::Debug,
+            },
+        };
+        let floor = r
+            .outputs
+            .iter()
+            .map(|&o| cfg.outputs[o].min_priority)
+            .min()
+            .unwrap_or(Priority::Debug);
+        if floor > lowest {
+            let names: Vec<&str> = r
+                .outputs
+                .iter()
+                .map(|&o| cfg.outputs[o].name.as_str())
+                .collect();
+            out.push(format!(
+                "{}{}: route {}: its outputs ({}) all take {floor} and above, but it matches {lowest}: those alerts reach none of them and fall through to the next route",
+                cfg.source,
+                r.line.map(|l| format!(":{l}")).unwrap_or_default(),
+                r.name,
+                names.join(", "),
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -411,6 +256,27 @@ mod tests {
         assert_eq!(low.below_min_priority, [0]);
         let bypass = r.route(&alert("Warning", "x", "syscall", &[]), true);
         assert_eq!(names(&c, &bypass), ["pd", "slack"]);
+    }
+
+    #[test]
+    fn an_alert_that_reaches_no_output_falls_through() {
+        // `page` matches every alert but its only output takes critical and above: a warning
+        // goes on to the next route, and to the default outputs when no later route matches.
+        let yaml = format!(
+            "{OUTPUTS}routes:\n  - name: page\n    outputs: [pd]\n  - match: {{ rule: shell }}\n    outputs: [slack]\ndefault_outputs: [fallback]\n"
+        );
+        let (c, r) = router(&yaml);
+        let warn = r.route(&alert("Warning", "shell", "syscall", &[]), false);
+        assert_eq!(names(&c, &warn), ["slack"]);
+        assert_eq!(warn.matched_routes, [0, 1]);
+        assert_eq!(warn.below_min_priority, [0]);
+        let other = r.route(&alert("Warning", "other", "syscall", &[]), false);
+        assert_eq!(names(&c, &other), ["fallback"]);
+        assert!(!other.unmatched, "a route matched; it just reached nothing");
+        // A critical alert stops at `page` as before.
+        let crit = r.route(&alert("Critical", "shell", "syscall", &[]), false);
+        assert_eq!(names(&c, &crit), ["pd"]);
+        assert_eq!(crit.matched_routes, [0]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Starting and stopping the router: templates, workers, ingest, graceful shutdown.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -17,7 +17,8 @@ use crate::queue::QueueSet;
 use crate::render::Templates;
 use crate::routing::Router;
 use crate::service::IngestService;
-use crate::worker::{Core, Worker};
+use crate::shared::Core;
+use crate::worker::Worker;
 
 /// How long workers get to drain their queues on shutdown.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -28,30 +29,6 @@ pub struct Running {
     pub core: Arc<Core>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Core {
-    /// Reload templates (SIGHUP). On error the old templates stay in use.
-    pub fn reload_templates(&self) -> Result<(), crate::render::TemplateLoadError> {
-        match Templates::load(&self.config) {
-            Ok(t) => {
-                match self.templates.write() {
-                    Ok(mut g) => *g = Arc::new(t),
-                    Err(p) => *p.into_inner() = Arc::new(t),
-                }
-                self.metrics
-                    .template_reloads
-                    .fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                self.metrics
-                    .template_reload_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
-        }
-    }
 }
 
 /// Start on `cfg.listen`, or on `listener` when given (tests bind 127.0.0.1:0).
@@ -77,11 +54,11 @@ pub async fn start(cfg: Config, listener: Option<TcpListener>) -> anyhow::Result
         metrics,
         templates: RwLock::new(Arc::new(templates)),
     });
-    let mut workers = Vec::new();
+    let mut workers = tokio::task::JoinSet::new();
     for (i, consumer) in consumers.into_iter().enumerate() {
         let w = Worker::new(i, core.clone())
             .with_context(|| format!("starting output {}", core.config.outputs[i].name))?;
-        workers.push(tokio::spawn(w.run(consumer)));
+        workers.spawn(w.run(consumer));
     }
     let app = Arc::new(App {
         core: core.clone(),
@@ -109,22 +86,17 @@ pub async fn start(cfg: Config, listener: Option<TcpListener>) -> anyhow::Result
         if let Some(s) = &stop_workers {
             let _ = s.send(true);
         }
-        let drain = async {
-            for w in workers.iter_mut() {
-                let _ = w.await;
-            }
-        };
+        // Each worker is awaited once, through the set: those that finish leave it, so the
+        // ones still there at the deadline are the ones to stop.
+        let drain = async { while workers.join_next().await.is_some() {} };
         if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
             tracing::warn!(
+                outputs = workers.len(),
                 "outputs did not drain within {DRAIN_DEADLINE:?}; the rest stays queued"
             );
             // Dropping the workers' readers persists their cursors.
-            for w in &workers {
-                w.abort();
-            }
-            for w in workers {
-                let _ = w.await;
-            }
+            workers.abort_all();
+            while workers.join_next().await.is_some() {}
         }
         Ok(())
     });

@@ -2,39 +2,25 @@
 //! All of its state (dedup windows, limiter digests) is local, so the hot path takes no lock.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use aerie_alert::Alert;
 use serde_json::Value;
 
-use crate::config::{Config, OutputKind};
 use crate::dedup::{DedupState, KeySpec, Verdict, repeated_text};
-use crate::durable::{Backoff, Breaker, now_ms};
+use crate::delivery::{BodyContext, DeliveryError, Message, Output};
+use crate::durable::{Breaker, now_ms};
 use crate::duration::format_duration;
-use crate::metrics::Metrics;
-use crate::outputs::{Sink, payload};
+use crate::outputs::Sink;
+use crate::outputs::common::OpenContext;
 use crate::queue::{Consumer, Envelope, Job};
 use crate::ratelimit::{Digest, Digests, Limiter};
 use crate::render::{DedupInfo, DigestInfo, OutputInfo, TemplateContext, Templates};
 use crate::routing::DEFAULT_ROUTE;
-
-/// What workers share with ingest: configuration, metrics and the (reloadable) templates.
-pub struct Core {
-    pub config: Arc<Config>,
-    pub metrics: Metrics,
-    pub templates: RwLock<Arc<Templates>>,
-}
-
-impl Core {
-    pub fn templates(&self) -> Arc<Templates> {
-        match self.templates.read() {
-            Ok(t) => t.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-}
+pub use crate::shared::Core;
+use aerie_http_client::Backoff;
 
 /// Dedup settings of one route (or of the default pseudo-route).
 struct RouteDedup {
@@ -46,7 +32,8 @@ struct RouteDedup {
 /// Jobs taken from the queue per batch.
 const BATCH: usize = 512;
 
-/// Consecutive failed deliveries (each after the sink's own retries) that open the breaker.
+/// Consecutive failed deliveries (each a round of `retry.max_attempts` attempts) that open the
+/// breaker.
 const BREAKER_THRESHOLD: u32 = 3;
 
 /// What became of one job.
@@ -80,6 +67,8 @@ pub struct Worker {
     /// Last suppressed alert per key, kept only for routes that send window-end summaries.
     last_suppressed: HashMap<u64, (Arc<Envelope>, u16)>,
     last_sweep: Instant,
+    /// Queue sequence numbers delivered but not yet flushed: acked after the next flush.
+    written: Vec<u64>,
     /// Queue sequence numbers held in each pending digest (durable queue).
     held: HashMap<u64, Vec<u64>>,
     /// Retry deadline (unix ms) of the job being delivered; `None` keeps the sink's own
@@ -95,7 +84,12 @@ impl Worker {
     pub fn new(idx: usize, core: Arc<Core>) -> anyhow::Result<Worker> {
         let cfg = core.config.clone();
         let out = &cfg.outputs[idx];
-        let sink = Sink::new(out)?;
+        let sink = out.kind.open(&OpenContext {
+            name: &out.name,
+            timeout: out.timeout,
+            tls: &out.tls,
+            proxy: out.proxy.as_deref(),
+        })?;
         let global = &cfg.dedup;
         let mut route_dedup: Vec<RouteDedup> = cfg
             .routes
@@ -123,6 +117,7 @@ impl Worker {
             digests: Digests::new(),
             last_suppressed: HashMap::new(),
             last_sweep: Instant::now(),
+            written: Vec::with_capacity(BATCH),
             held: HashMap::new(),
             retry_until: None,
             max_age: cfg.queue.max_age,
@@ -139,7 +134,6 @@ impl Worker {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.stop = consumer.stop_signal();
-        let mut done = Vec::with_capacity(BATCH);
         loop {
             tokio::select! {
                 n = consumer.recv_many(&mut buf, BATCH) => {
@@ -162,16 +156,13 @@ impl Worker {
                         let Some(rec) = record else { continue };
                         match step {
                             // Acked after the flush below, so that a file line is written first.
-                            Step::Done => done.push(rec.seq),
+                            Step::Done => self.written.push(rec.seq),
                             Step::Held(dk) => self.held.entry(dk).or_default().push(rec.seq),
                             Step::Failed(reason) => self.dead_letter(&mut consumer, &rec, &reason),
                             Step::Deferred => {}
                         }
                     }
-                    self.flush();
-                    for seq in done.drain(..) {
-                        consumer.ack_seq(seq);
-                    }
+                    self.flush_and_ack(&mut consumer);
                 }
                 _ = tick.tick() => self.housekeeping(false, &mut consumer).await,
             }
@@ -301,11 +292,7 @@ impl Worker {
                         )
                         .await;
                     match outcome {
-                        Outcome::Delivered => {
-                            for s in seqs {
-                                consumer.ack_seq(s);
-                            }
-                        }
+                        Outcome::Delivered => self.written.extend(seqs),
                         Outcome::Failed(reason) => {
                             // One dead-letter line for the digest (its first alert), then the
                             // rest of the held alerts are acked: the line counts them.
@@ -327,7 +314,7 @@ impl Worker {
                     }
                 }
             }
-            self.flush();
+            self.flush_and_ack(consumer);
         }
         if closing || now.duration_since(self.last_sweep) >= Duration::from_secs(1) {
             self.last_sweep = now;
@@ -377,10 +364,32 @@ impl Worker {
         }
     }
 
-    fn flush(&mut self) {
-        if let Err(e) = self.sink.flush() {
-            tracing::error!(output = %self.core.config.outputs[self.idx].name, error = %e, "flush failed");
+    /// Flush, then acknowledge what was delivered since the last successful flush. Acked only
+    /// once written: after a failed flush (a full disk) the jobs wait for the next flush that
+    /// succeeds, or are delivered again after a restart.
+    fn flush_and_ack(&mut self, consumer: &mut Consumer) {
+        if self.flush() {
+            for seq in self.written.drain(..) {
+                consumer.ack_seq(seq);
+            }
         }
+    }
+
+    /// End of a batch: flush the sink; false when that failed (what it holds is not written).
+    fn flush(&mut self) -> bool {
+        let res = self.sink.flush();
+        if let Err(e) = &res {
+            tracing::error!(output = %self.core.config.outputs[self.idx].name, error = %e, "flush failed; the batch is not acknowledged");
+        }
+        let repairs = self.sink.take_repairs();
+        if repairs > 0 {
+            self.core
+                .metrics
+                .output(self.idx)
+                .torn_tails
+                .fetch_add(repairs, Relaxed);
+        }
+        res.is_ok()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -409,6 +418,12 @@ impl Worker {
         };
         let key_hex = format!("{key:016x}");
         let alert = &env.alert;
+        let falco_json = || json_line(alert, repeated, window, digest, summary);
+        let body_ctx = BodyContext {
+            alert,
+            identity_hex: &key_hex,
+            falco_json: &falco_json,
+        };
         let body = if templates.has_template(self.idx) {
             let ctx = TemplateContext {
                 alert,
@@ -430,74 +445,106 @@ impl Worker {
             let shaped = templates
                 .render(self.idx, &ctx)
                 .map_err(|e| format!("line {:?}: {}", e.line, e.reason))
-                .and_then(|r| match out.kind {
-                    OutputKind::Slack => payload::slack(&r),
-                    OutputKind::PagerDuty => {
-                        payload::pagerduty(&r, out.routing_key.expose(), &key_hex, alert)
-                    }
-                    OutputKind::Webhook | OutputKind::File | OutputKind::Stdout => {
-                        payload::json_body(&r)
-                    }
-                });
+                .and_then(|r| self.sink.body(&r, &body_ctx));
             match shaped {
                 Ok(b) => b,
                 Err(e) => {
                     m.render_errors.fetch_add(1, Relaxed);
                     tracing::warn!(output = %out.name, template = ?out.template, error = %e, "template failed; sending the fallback body");
-                    match out.kind {
-                        OutputKind::Slack => payload::slack_fallback(alert),
-                        OutputKind::PagerDuty => {
-                            payload::pagerduty_fallback(out.routing_key.expose(), &key_hex, alert)
-                        }
-                        _ => json_line(alert, repeated, window, digest, summary),
-                    }
+                    self.sink.fallback(&body_ctx)
                 }
             }
         } else {
-            json_line(alert, repeated, window, digest, summary)
+            self.sink.fallback(&body_ctx)
         };
+        let batch = [Message {
+            body,
+            identity: key,
+        }];
+        self.send(&batch, &alert.rule).await
+    }
+
+    /// The one retry loop of every output. A round is up to `retry.max_attempts` attempts,
+    /// apart by the backoff (`initial_backoff` doubling to `max_backoff`, with jitter) or by the
+    /// receiver's `Retry-After` (capped at `max_retry_after`). A permanent error ends it at once.
+    /// With the memory queue a failed round fails the message; with the durable queue failed
+    /// rounds are retried behind the circuit breaker, with backoff, until `max_age`.
+    async fn send(&mut self, batch: &[Message], rule: &str) -> Outcome {
+        let core = self.core.clone();
+        let out = &core.config.outputs[self.idx];
+        let m = core.metrics.output(self.idx);
+        let retry = &out.retry;
+        let mut between_attempts = Backoff::new(retry.initial_backoff, retry.max_backoff);
         loop {
             let wait = self.breaker.wait(Instant::now());
             if !wait.is_zero() && !self.pause(wait).await {
                 return Outcome::Deferred;
             }
-            match self.sink.send(&body, m).await {
-                Ok(()) => {
-                    m.delivered.fetch_add(1, Relaxed);
-                    if self.breaker.is_open() {
-                        tracing::info!(output = %out.name, "output recovered; circuit closed");
-                    }
-                    self.breaker.success();
-                    self.backoff.reset();
-                    return Outcome::Delivered;
+            let mut attempt = 1;
+            let err = loop {
+                let res = self.sink.deliver(batch).await;
+                let repairs = self.sink.take_repairs();
+                if repairs > 0 {
+                    m.torn_tails.fetch_add(repairs, Relaxed);
                 }
-                Err(e) => {
-                    m.failed.fetch_add(1, Relaxed);
-                    let Some(until) = self.retry_until else {
-                        tracing::error!(output = %out.name, rule = %alert.rule, error = %e, "delivery failed");
-                        return Outcome::Failed(e);
-                    };
-                    // A 4xx other than 408/429 means the payload or credentials are wrong:
-                    // sending the same thing again cannot succeed.
-                    if e.starts_with("HTTP 4") {
-                        return Outcome::Failed(e);
+                match res {
+                    Ok(()) => {
+                        m.delivered.fetch_add(1, Relaxed);
+                        if self.breaker.is_open() {
+                            tracing::info!(output = %out.name, "output recovered; circuit closed");
+                        }
+                        self.breaker.success();
+                        self.backoff.reset();
+                        return Outcome::Delivered;
                     }
-                    if now_ms() >= until {
-                        return Outcome::Failed(format!(
-                            "not delivered within max_age {}: {e}",
-                            format_duration(self.max_age)
-                        ));
-                    }
-                    if self.breaker.failure(Instant::now()) {
-                        tracing::warn!(output = %out.name, error = %e, "circuit open: output keeps failing; probing again later");
-                    } else {
-                        tracing::warn!(output = %out.name, rule = %alert.rule, error = %e, "delivery failed; will retry");
-                    }
-                    let delay = self.backoff.next_delay();
-                    if !self.pause(delay).await {
-                        return Outcome::Deferred;
+                    Err(e @ DeliveryError::Permanent { .. }) => break e,
+                    Err(e) if attempt >= retry.max_attempts => break e,
+                    Err(e) => {
+                        let wait = match &e {
+                            DeliveryError::Retryable {
+                                after: Some(after), ..
+                            } => (*after).min(retry.max_retry_after),
+                            _ => between_attempts.next_delay(),
+                        };
+                        m.retries.fetch_add(1, Relaxed);
+                        tracing::debug!(output = %out.name, attempt, ?wait, error = %e, "retrying delivery");
+                        if !self.pause(wait).await {
+                            return Outcome::Deferred;
+                        }
+                        attempt += 1;
                     }
                 }
+            };
+            m.failed.fetch_add(1, Relaxed);
+            let permanent = matches!(err, DeliveryError::Permanent { .. });
+            let e = if permanent {
+                err.reason().to_owned()
+            } else {
+                format!("gave up after {attempt} attempts: {}", err.reason())
+            };
+            let Some(until) = self.retry_until else {
+                tracing::error!(output = %out.name, %rule, error = %e, "delivery failed");
+                return Outcome::Failed(e);
+            };
+            // A 4xx other than 408/429 means the payload or credentials are wrong: sending the
+            // same thing again cannot succeed.
+            if permanent {
+                return Outcome::Failed(e);
+            }
+            if now_ms() >= until {
+                return Outcome::Failed(format!(
+                    "not delivered within max_age {}: {e}",
+                    format_duration(self.max_age)
+                ));
+            }
+            if self.breaker.failure(Instant::now()) {
+                tracing::warn!(output = %out.name, error = %e, "circuit open: output keeps failing; probing again later");
+            } else {
+                tracing::warn!(output = %out.name, %rule, error = %e, "delivery failed; will retry");
+            }
+            let delay = self.backoff.next_delay();
+            if !self.pause(delay).await {
+                return Outcome::Deferred;
             }
         }
     }
@@ -564,4 +611,37 @@ pub fn json_line(
         o.insert("aerie".into(), Value::Object(extra));
     }
     serde_json::to_vec(&v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the router's README says webhook, file and stdout outputs send without a template:
+    /// the alert as decoded and encoded again, not the bytes received.
+    #[test]
+    fn falco_json_is_the_decoded_alert_as_the_readme_says() {
+        let received = r#"{"output":"x","priority":"info","rule":"r","time":"2023-05-25T13:44:05+02:00","extra":{"k":1},"output_fields":{"b":1,"a":123456789012345678901234}}"#;
+        let alert = aerie_alert::decode_alert(received.as_bytes()).unwrap();
+        let line = json_line(&alert, 0, Duration::ZERO, None, false);
+        let text = String::from_utf8(line).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert!(v.get("extra").is_none(), "unknown keys are dropped: {text}");
+        assert_eq!(v["priority"], "Informational");
+        assert_eq!(v["time"], "2023-05-25T11:44:05.000000000Z");
+        assert_eq!(v["source"], "syscall");
+        assert_eq!(v["hostname"], "");
+        assert_eq!(v["tags"], serde_json::json!([]));
+        assert!(v["output_fields"]["a"].is_f64(), "{text}");
+        assert!(
+            text.find("\"a\":").unwrap() < text.find("\"b\":").unwrap(),
+            "sorted: {text}"
+        );
+        assert!(v.get("aerie").is_none());
+        // With a dedup count, the `aerie` object reports it.
+        let v: Value =
+            serde_json::from_slice(&json_line(&alert, 3, Duration::from_secs(600), None, false))
+                .unwrap();
+        assert_eq!(v["aerie"]["repeated"], 3);
+    }
 }

@@ -153,3 +153,61 @@ routes:
     );
     assert!(blocks[2].contains("-> output chat (stdout) via route page: deliver"));
 }
+
+/// Runs check-config on `yaml` and returns (success, stdout + stderr).
+fn check(name: &str, yaml: &str) -> (bool, String) {
+    let dir = temp_dir(name);
+    let cfg = dir.join("r.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = router()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.success(),
+        text.replace(&cfg.display().to_string(), "r.yaml"),
+    )
+}
+
+#[test]
+fn check_config_points_at_the_line_of_each_error() {
+    let head = "outputs:\n  - name: a\n    type: stdout\n    min_priority: warning\n  - name: b\n    type: stdout\n";
+    // An unknown key inside the second output: line 7, not line 1 (nor line 4, the first
+    // `min_priority`).
+    let (ok, out) = check("cli-line-1", &format!("{head}    min_priorty: error\n"));
+    assert!(!ok);
+    assert!(out.contains("r.yaml:7:"), "{out}");
+    assert!(out.contains("min_priorty"), "{out}");
+    // A value of the wrong type.
+    let (ok, out) = check("cli-line-2", &format!("{head}    rate_limit: fast\n"));
+    assert!(!ok);
+    assert!(out.contains("r.yaml:7:"), "{out}");
+    assert!(out.contains("rate_limit"), "{out}");
+    // An invalid value in a nested key, written after the same key elsewhere.
+    let yaml = "outputs:\n  - {name: a, type: stdout, retry: {initial_backoff: 1s}}\n  - name: b\n    type: stdout\n    retry:\n      initial_backoff: soon\n";
+    let (ok, out) = check("cli-line-3", yaml);
+    assert!(!ok);
+    assert!(out.contains("r.yaml:6:"), "{out}");
+    // A templates_dir that does not exist is an error, not a silent fall-back.
+    let (ok, out) = check(
+        "cli-line-4",
+        "outputs:\n  - {name: a, type: stdout}\ntemplates_dir: /nonexistent/aerie-templates\n",
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("r.yaml:3: templates_dir"), "{out}");
+}
+
+#[test]
+fn check_config_warns_about_routes_that_can_reach_no_output() {
+    let yaml = "outputs:\n  - {name: pd, type: stdout, min_priority: critical}\n  - {name: all, type: stdout}\nroutes:\n  - name: page\n    match: { priority: \">= warning\" }\n    outputs: [pd]\n  - name: fine\n    match: { priority: \">= critical\" }\n    outputs: [pd]\n  - outputs: [all]\n";
+    let (ok, out) = check("cli-warn", yaml);
+    assert!(ok, "{out}");
+    assert!(out.contains("warning: r.yaml:5: route page"), "{out}");
+    assert!(!out.contains("route fine"), "{out}");
+}

@@ -342,3 +342,21 @@ async fn rate_limit_digests_reach_pagerduty_and_webhooks() {
     assert!(pd.violations().is_empty(), "{:?}", pd.violations());
     r.shutdown().await.unwrap();
 }
+
+/// `proxy:` sends an HTTP output's requests through the proxy: the webhook's own host does not
+/// exist, so the alert can only arrive at the receiver standing in as the proxy (it gets the
+/// request in absolute form, `POST http://aerie-unreachable.invalid/hook`).
+#[tokio::test]
+async fn an_http_output_goes_through_its_proxy() {
+    let proxy = Receiver::start(Api::Webhook).await;
+    let yaml = format!(
+        "outputs:\n  - name: hook\n    type: webhook\n    url: http://aerie-unreachable.invalid/hook\n    proxy: http://{}\n    retry: {{ max_attempts: 1 }}\n",
+        proxy.addr
+    );
+    let router = start_router(&yaml).await;
+    let (status, _, _) = post(router.addr, "/", FALCO_DOC_ALERT).await;
+    assert_eq!(status, 200);
+    let got = proxy.wait_for(1).await;
+    assert_eq!(got[0].json()["rule"], "Terminal shell in container");
+    router.shutdown().await.unwrap();
+}

@@ -6,10 +6,11 @@
 //! `bearer_token` (fixed by the operator), not a bad alert, so dropping would lose alerts.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use aerie_http_client::{Backoff, Class, ClientOptions, TlsOptions};
 use anyhow::Context as _;
-use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 
 use tokio::sync::Notify;
 
@@ -148,45 +149,28 @@ fn spill_name(url: &str) -> String {
     format!("http-{s}")
 }
 
-/// A client with Falco `http_output`'s connection behaviour and the configured TLS.
+/// A client with Falco `http_output`'s connection behaviour and the configured TLS (built by
+/// `aerie-http-client`, as the router's outputs are).
 fn build_client(cfg: &HttpOutputConfig) -> anyhow::Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(Duration::from_millis(cfg.timeout_ms))
-        .connect_timeout(Duration::from_millis(cfg.timeout_ms.min(3_000)))
+    let tls = TlsOptions {
+        ca_file: cfg.tls.ca_file.clone(),
+        client_cert_file: cfg.tls.client_cert_file.clone(),
+        client_key_file: cfg.tls.client_key_file.clone(),
+        insecure: cfg.tls.insecure,
+    };
+    let client = aerie_http_client::build(&ClientOptions {
+        owner: "http_output",
+        user_agent: concat!("aerie-detector/", env!("CARGO_PKG_VERSION")),
+        timeout: Duration::from_millis(cfg.timeout_ms),
+        connect_timeout: Duration::from_millis(cfg.timeout_ms.min(3_000)),
         // Below aerie-router's default request_timeout (10 s), after which it closes an idle
         // keep-alive connection: reusing one just as it closes fails that POST (then retried).
-        .pool_idle_timeout(Duration::from_secs(5))
-        .pool_max_idle_per_host(1)
-        .user_agent(concat!("aerie-detector/", env!("CARGO_PKG_VERSION")));
-    let tls = &cfg.tls;
-    if let Some(ca) = &tls.ca_file {
-        let pem = std::fs::read(ca)
-            .with_context(|| format!("http_output.tls.ca_file {}", ca.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
-            format!("http_output.tls.ca_file {}: not a PEM bundle", ca.display())
-        })? {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    if let (Some(cert), Some(key)) = (&tls.client_cert_file, &tls.client_key_file) {
-        let mut pem = std::fs::read(cert)
-            .with_context(|| format!("http_output.tls.client_cert_file {}", cert.display()))?;
-        pem.push(b'\n');
-        pem.extend(
-            std::fs::read(key)
-                .with_context(|| format!("http_output.tls.client_key_file {}", key.display()))?,
-        );
-        b = b.identity(
-            reqwest::Identity::from_pem(&pem)
-                .context("http_output.tls: client certificate and key do not form an identity")?,
-        );
-    }
-    if tls.insecure {
-        tracing::warn!("http_output: TLS certificate verification is OFF (tls.insecure: true)");
-        b = b.danger_accept_invalid_certs(true);
-    }
-    b.build().context("building the HTTP client")
+        pool_idle_timeout: Some(Duration::from_secs(5)),
+        pool_max_idle_per_host: Some(1),
+        proxy: None,
+        tls: &tls,
+    })?;
+    Ok(client)
 }
 
 /// `Authorization: Bearer …` from `bearer_token` or `bearer_token_file`, marked sensitive so
@@ -219,7 +203,7 @@ async fn send_loop(
     min_backoff: Duration,
     max_backoff: Duration,
 ) {
-    let mut backoff = min_backoff;
+    let mut backoff = Backoff::new(min_backoff, max_backoff);
     loop {
         let next = {
             let mut q = lock(&shared.queue);
@@ -239,7 +223,7 @@ async fn send_loop(
         match deliver(&client, &url, auth.as_ref(), line).await {
             Delivery::Done => {
                 lock(&shared.queue).pop();
-                backoff = min_backoff;
+                backoff.reset();
             }
             Delivery::Rejected(status) => {
                 tracing::warn!("{url} rejected an alert with HTTP {status}; dropping it");
@@ -247,13 +231,12 @@ async fn send_loop(
                 lock(&shared.queue).pop();
             }
             Delivery::Retry { why, after } => {
-                let wait = after.map_or(backoff, |a| a.min(MAX_RETRY_AFTER));
+                let wait = after.map_or_else(|| backoff.next_delay(), |a| a.min(MAX_RETRY_AFTER));
                 tracing::debug!("delivery to {url} failed ({why}); retrying in {wait:?}");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shared.stop.notified() => return,
                 }
-                backoff = (backoff * 2).min(max_backoff);
             }
         }
     }
@@ -275,11 +258,7 @@ async fn deliver(
     match req.send().await {
         Ok(r) => {
             let status = r.status().as_u16();
-            let after = r
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| aerie_alert::retry_after(v, SystemTime::now()));
+            let after = aerie_http_client::retry_after(r.headers());
             // Read the body so the connection goes back to the pool.
             let _ = r.bytes().await;
             classify(url, status, after)
@@ -293,9 +272,10 @@ async fn deliver(
 
 /// What an HTTP status means for this alert.
 fn classify(url: &str, status: u16, after: Option<Duration>) -> Delivery {
-    match status {
-        200..=299 => Delivery::Done,
-        401 | 403 => {
+    let class = reqwest::StatusCode::from_u16(status).map_or(Class::Retryable, Class::of);
+    match (class, status) {
+        (Class::Delivered, _) => Delivery::Done,
+        (_, 401 | 403) => {
             tracing::warn!(
                 "{url} refused the alert with HTTP {status}: check http_output.bearer_token \
                  (alerts are kept and retried)"
@@ -305,11 +285,7 @@ fn classify(url: &str, status: u16, after: Option<Duration>) -> Delivery {
                 after,
             }
         }
-        408 | 429 => Delivery::Retry {
-            why: format!("HTTP {status}"),
-            after,
-        },
-        400..=499 => Delivery::Rejected(status),
+        (Class::Refused, 400..=499) => Delivery::Rejected(status),
         _ => Delivery::Retry {
             why: format!("HTTP {status}"),
             after,

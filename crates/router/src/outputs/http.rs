@@ -1,171 +1,70 @@
-//! HTTP outputs (Slack, PagerDuty, webhook): TLS options, timeouts, HMAC signatures, and retries
-//! with exponential backoff and jitter that honour `429` + `Retry-After`.
+//! What every HTTP output shares: the client (built by `aerie-http-client`, as the detector's:
+//! rustls with the output's CA, client certificate or `insecure`, proxy, timeouts), one attempt per call classified into a [`DeliveryError`]
+//! (`429` + `Retry-After`, `5xx`/`408` retryable; any other `4xx` permanent), HMAC signing,
+//! and error texts that never print the URL (for Slack, the URL is the secret).
 
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use aerie_http_client::{Class, ClientOptions};
 use hmac::{Hmac, Mac};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use sha2::Sha256;
 
-use crate::config::{OutputConfig, RetryConfig, Secret};
-use crate::metrics::OutputMetrics;
+use crate::delivery::DeliveryError;
+use crate::outputs::common::{OpenContext, Secret};
+use crate::text::truncate_chars;
 
-pub struct HttpSink {
-    name: String,
-    client: reqwest::Client,
-    url: Secret,
-    method: Method,
-    headers: HeaderMap,
-    hmac: Option<(HeaderName, Secret)>,
-    retry: RetryConfig,
-    rng: u64,
+/// A client with the output's timeout, TLS and proxy settings.
+pub fn client(ctx: &OpenContext<'_>) -> anyhow::Result<reqwest::Client> {
+    let owner = format!("output {}", ctx.name);
+    Ok(aerie_http_client::build(&ClientOptions {
+        owner: &owner,
+        user_agent: concat!("aerie-router/", env!("CARGO_PKG_VERSION")),
+        timeout: ctx.timeout,
+        connect_timeout: ctx.timeout.min(Duration::from_secs(10)),
+        pool_idle_timeout: None,
+        pool_max_idle_per_host: None,
+        proxy: ctx.proxy,
+        tls: ctx.tls,
+    })?)
 }
 
-impl HttpSink {
-    pub fn new(cfg: &OutputConfig) -> anyhow::Result<HttpSink> {
-        let ctx = |what: &str| format!("output {}: {what}", cfg.name);
-        let mut b = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("aerie-router/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &cfg.tls.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| {
-                anyhow::anyhow!("{}: {e}", ctx(&format!("tls.ca_file {}", ca.display())))
-            })?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", ctx("tls.ca_file")))?
-            {
-                b = b.add_root_certificate(cert);
+/// One request; the answer classified for the worker's retry loop.
+pub async fn send(
+    client: &reqwest::Client,
+    method: &Method,
+    url: &Secret,
+    headers: HeaderMap,
+    body: &[u8],
+) -> Result<(), DeliveryError> {
+    let res = client
+        .request(method.clone(), url.expose())
+        .headers(headers)
+        .body(body.to_vec())
+        .send()
+        .await;
+    match res {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => {
+            let status = resp.status();
+            let after = retry_after(resp.headers());
+            let text = resp.text().await.unwrap_or_default();
+            let reason = format!("HTTP {status}: {}", truncate_chars(text.trim(), 200));
+            match Class::of(status) {
+                Class::Retryable if status == StatusCode::TOO_MANY_REQUESTS => {
+                    Err(DeliveryError::Retryable { after, reason })
+                }
+                Class::Retryable | Class::Delivered => Err(DeliveryError::retryable(reason)),
+                // 4xx other than 408/429: the payload or credentials are wrong; sending the
+                // same thing again cannot succeed.
+                Class::Refused => Err(DeliveryError::permanent(reason)),
             }
         }
-        if let (Some(cert), Some(key)) = (&cfg.tls.client_cert_file, &cfg.tls.client_key_file) {
-            let mut pem = std::fs::read(cert)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", ctx("tls.client_cert_file")))?;
-            pem.push(b'\n');
-            pem.extend(
-                std::fs::read(key)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", ctx("tls.client_key_file")))?,
-            );
-            b = b.identity(
-                reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", ctx("tls client certificate")))?,
-            );
-        }
-        if cfg.tls.insecure {
-            tracing::warn!(output = %cfg.name, "TLS certificate verification is OFF (tls.insecure: true)");
-            b = b.danger_accept_invalid_certs(true);
-        }
-        let client = b
-            .build()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", ctx("HTTP client")))?;
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (k, v) in &cfg.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", ctx(&format!("header {k:?}"))))?;
-            let mut value = HeaderValue::from_str(v.expose())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", ctx(&format!("header {k:?} value"))))?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
-        let hmac = match &cfg.hmac_secret {
-            None => None,
-            Some(s) => Some((
-                HeaderName::from_bytes(cfg.signature_header.as_bytes())
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", ctx("signature_header")))?,
-                s.clone(),
-            )),
-        };
-        let method = Method::from_bytes(cfg.method.as_bytes()).unwrap_or(Method::POST);
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
-        Ok(HttpSink {
-            name: cfg.name.clone(),
-            client,
-            url: cfg.url.clone(),
-            method,
-            headers,
-            hmac,
-            retry: cfg.retry.clone(),
-            rng: seed | 1,
-        })
-    }
-
-    /// POST (or PUT/PATCH) the body, retrying per policy.
-    pub async fn send(&mut self, body: &[u8], metrics: &OutputMetrics) -> Result<(), String> {
-        let mut headers = self.headers.clone();
-        if let Some((name, secret)) = &self.hmac
-            && let Ok(v) = HeaderValue::from_str(&sign(secret.expose().as_bytes(), body))
-        {
-            headers.insert(name.clone(), v);
-        }
-        let mut last_err = String::new();
-        for attempt in 1..=self.retry.max_attempts {
-            let res = self
-                .client
-                .request(self.method.clone(), self.url.expose())
-                .headers(headers.clone())
-                .body(body.to_vec())
-                .send()
-                .await;
-            let wait = match res {
-                Ok(resp) if resp.status().is_success() => return Ok(()),
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = retry_after(resp.headers());
-                    let text = resp.text().await.unwrap_or_default();
-                    last_err = format!(
-                        "HTTP {status}: {}",
-                        crate::render::truncate_chars(text.trim(), 200)
-                    );
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        retry_after
-                            .map(|d| d.min(self.retry.max_retry_after))
-                            .unwrap_or_else(|| self.backoff(attempt))
-                    } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
-                        self.backoff(attempt)
-                    } else {
-                        // 4xx other than 408/429: the payload or credentials are wrong; retrying
-                        // would send the same thing again.
-                        return Err(last_err);
-                    }
-                }
-                Err(e) => {
-                    last_err = format!("request failed: {}", without_url(&e));
-                    self.backoff(attempt)
-                }
-            };
-            if attempt == self.retry.max_attempts {
-                break;
-            }
-            metrics.retries.fetch_add(1, Relaxed);
-            tracing::debug!(output = %self.name, attempt, ?wait, error = %last_err, "retrying delivery");
-            tokio::time::sleep(wait).await;
-        }
-        Err(format!(
-            "gave up after {} attempts: {last_err}",
-            self.retry.max_attempts
-        ))
-    }
-
-    /// Exponential backoff with full jitter in [base/2, base].
-    fn backoff(&mut self, attempt: u32) -> Duration {
-        let base = self
-            .retry
-            .initial_backoff
-            .saturating_mul(1u32 << (attempt - 1).min(20))
-            .min(self.retry.max_backoff);
-        // xorshift64: jitter needs no cryptographic randomness.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let frac = (self.rng % 1000) as f64 / 1000.0;
-        base.mul_f64(0.5 + frac / 2.0)
+        Err(e) => Err(DeliveryError::retryable(format!(
+            "request failed: {}",
+            without_url(&e)
+        ))),
     }
 }
 
@@ -188,11 +87,7 @@ fn without_url(e: &reqwest::Error) -> String {
     e2
 }
 
-/// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3); a date in the past is
-/// no wait.
-pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    aerie_alert::retry_after(h.get(RETRY_AFTER)?.to_str().ok()?, SystemTime::now())
-}
+pub use aerie_http_client::retry_after;
 
 /// `sha256=<hex of HMAC-SHA256(secret, body)>`, as GitHub signs webhooks.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
@@ -210,6 +105,7 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::{HeaderValue, RETRY_AFTER};
 
     #[test]
     fn hmac_matches_rfc4231_case_2() {

@@ -1,58 +1,156 @@
-//! Output sinks and the payloads they send.
+//! The outputs. Each kind is one folder, `outputs/<kind>/`, that owns everything about it:
+//! its keys (`Raw`, serde with `deny_unknown_fields`) and their validation (`Settings`),
+//! falcosidekick's environment names, its escaping, default and embedded template, payload
+//! shape, limits and fallback body, and its [`Output`] implementation (`Sink`).
+//!
+//! The list below is the only place that names them all: adding an output is one folder, one
+//! line here and one template.
 
-pub mod file;
+pub mod common;
 pub mod http;
-pub mod payload;
 
-use crate::config::{OutputConfig, OutputKind};
-use crate::metrics::OutputMetrics;
+use crate::delivery::{BodyContext, DeliveryError, Escape, Message, Output};
+use common::{EnvShared, FieldError, OpenContext};
 
-/// Where one output's messages go.
-pub enum Sink {
-    Stdout,
-    File(file::FileSink),
-    Http(http::HttpSink),
+/// Declares the kinds: `Variant(module) = "type name"`. Generates the `type:`-tagged enum of
+/// raw keys, the enum of validated settings, the enum of open sinks, and their dispatch.
+macro_rules! outputs {
+    ($($variant:ident($module:ident) = $name:literal,)+) => {
+        $(pub mod $module;)+
+
+        /// The keys of one output kind, selected by `type:` (flattened into the output's
+        /// shared keys).
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(tag = "type")]
+        pub enum RawKind {
+            $(#[serde(rename = $name)] $variant($module::Raw),)+
+        }
+
+        /// The validated settings of one output kind.
+        #[derive(Debug, Clone)]
+        pub enum Kind {
+            $($variant($module::Settings),)+
+        }
+
+        /// An open output of one kind.
+        pub enum Sink {
+            $($variant($module::Sink),)+
+        }
+
+        /// Every output type name, in declaration order.
+        pub const NAMES: &[&str] = &[$($name),+];
+
+        /// Templates shipped in the binary: used when `templates_dir` has no file of that name.
+        pub const EMBEDDED: &[(&str, &str)] = &[$($module::TEMPLATE),+];
+
+        impl RawKind {
+            /// A kind with none of its keys set (an output created from the environment).
+            pub fn empty(name: &str) -> Option<RawKind> {
+                match name {
+                    $($name => Some(RawKind::$variant($module::Raw::default())),)+
+                    _ => None,
+                }
+            }
+
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(RawKind::$variant(_) => $name,)+
+                }
+            }
+
+            /// falcosidekick's environment prefix of this kind (`SLACK`), if it has one.
+            pub fn env_prefix(&self) -> Option<&'static str> {
+                match self {
+                    $(RawKind::$variant(_) => $module::ENV_PREFIX,)+
+                }
+            }
+
+            /// Apply falcosidekick's environment names; `None` when they do not ask for it.
+            pub fn apply_env(&mut self, get: &dyn Fn(&str) -> Option<String>) -> Option<EnvShared> {
+                match self {
+                    $(RawKind::$variant(r) => r.apply_env(get),)+
+                }
+            }
+
+            pub fn build(&self) -> Result<Kind, FieldError> {
+                match self {
+                    $(RawKind::$variant(r) => r.build().map(Kind::$variant),)+
+                }
+            }
+        }
+
+        impl Kind {
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $(Kind::$variant(_) => $name,)+
+                }
+            }
+
+            /// The template used when none is configured; `None`: the Falco JSON as received,
+            /// plus an `aerie` object when there is something to report.
+            pub fn default_template(&self) -> Option<&'static str> {
+                match self {
+                    $(Kind::$variant(_) => $module::DEFAULT_TEMPLATE,)+
+                }
+            }
+
+            pub fn escape(&self) -> Escape {
+                match self {
+                    $(Kind::$variant(_) => $module::ESCAPE,)+
+                }
+            }
+
+            pub fn open(&self, ctx: &OpenContext<'_>) -> anyhow::Result<Sink> {
+                Ok(match self {
+                    $(Kind::$variant(s) => Sink::$variant(s.open(ctx)?),)+
+                })
+            }
+        }
+
+        impl Output for Sink {
+            fn batch_policy(&self) -> Option<crate::delivery::BatchPolicy> {
+                match self {
+                    $(Sink::$variant(s) => s.batch_policy(),)+
+                }
+            }
+
+            fn body(&self, rendered: &str, ctx: &BodyContext<'_>) -> Result<Vec<u8>, String> {
+                match self {
+                    $(Sink::$variant(s) => s.body(rendered, ctx),)+
+                }
+            }
+
+            fn fallback(&self, ctx: &BodyContext<'_>) -> Vec<u8> {
+                match self {
+                    $(Sink::$variant(s) => s.fallback(ctx),)+
+                }
+            }
+
+            async fn deliver(&mut self, batch: &[Message]) -> Result<(), DeliveryError> {
+                match self {
+                    $(Sink::$variant(s) => s.deliver(batch).await,)+
+                }
+            }
+
+            fn flush(&mut self) -> Result<(), DeliveryError> {
+                match self {
+                    $(Sink::$variant(s) => s.flush(),)+
+                }
+            }
+
+            fn take_repairs(&mut self) -> u64 {
+                match self {
+                    $(Sink::$variant(s) => s.take_repairs(),)+
+                }
+            }
+        }
+    };
 }
 
-impl Sink {
-    pub fn new(cfg: &OutputConfig) -> anyhow::Result<Sink> {
-        Ok(match cfg.kind {
-            OutputKind::Stdout => Sink::Stdout,
-            OutputKind::File => Sink::File(file::FileSink::open(cfg)?),
-            OutputKind::Slack | OutputKind::PagerDuty | OutputKind::Webhook => {
-                Sink::Http(http::HttpSink::new(cfg)?)
-            }
-        })
-    }
-
-    /// Send one message (a JSON line for file/stdout, a request body for HTTP outputs).
-    pub async fn send(&mut self, body: &[u8], metrics: &OutputMetrics) -> Result<(), String> {
-        match self {
-            Sink::Stdout => {
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                out.write_all(body)
-                    .and_then(|_| out.write_all(b"\n"))
-                    .map_err(|e| format!("stdout: {e}"))
-            }
-            Sink::File(f) => f
-                .write_line(body)
-                .map_err(|e| format!("{}: {e}", f.path_display())),
-            Sink::Http(h) => h.send(body, metrics).await,
-        }
-    }
-
-    /// End of a batch: flush buffers (and fsync per policy).
-    pub fn flush(&mut self) -> Result<(), String> {
-        match self {
-            Sink::Stdout => {
-                use std::io::Write;
-                std::io::stdout()
-                    .flush()
-                    .map_err(|e| format!("stdout: {e}"))
-            }
-            Sink::File(f) => f.flush().map_err(|e| format!("{}: {e}", f.path_display())),
-            Sink::Http(_) => Ok(()),
-        }
-    }
+outputs! {
+    Slack(slack) = "slack",
+    PagerDuty(pagerduty) = "pagerduty",
+    Webhook(webhook) = "webhook",
+    File(file) = "file",
+    Stdout(stdout) = "stdout",
 }
