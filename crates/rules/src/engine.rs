@@ -7,7 +7,7 @@ use aerie_alert::{Alert, AlertParts, Priority, Timestamp};
 use serde_json::Value as Json;
 
 use crate::condition::ast::Expr;
-use crate::condition::compile::{self, CompileError, Compiler, Scope};
+use crate::condition::compile::{self, CompileError, Compiler, Located, Scope};
 use crate::condition::matchers::FxHashMap;
 use crate::condition::parser;
 use crate::condition::program::{Node, Program, Scratch};
@@ -267,16 +267,27 @@ impl RuleLoader {
                 Ok(e) => {
                     let mut refs = Vec::new();
                     collect_macro_refs(&e, &mut refs);
-                    for r in refs {
+                    for (r, offset) in refs {
                         match self.coll.macro_info(&r) {
                             Some(ri) if ri.index < m.visibility => {
                                 macro_refs_used.insert(r);
                             }
-                            _ => err(
-                                ErrorCode::CompileCondition,
-                                format!("Undefined macro '{r}' used in filter."),
-                                &m.cond_ctx,
-                            ),
+                            _ => {
+                                let near = crate::suggest::closest(
+                                    &r,
+                                    self.coll
+                                        .macros
+                                        .iter()
+                                        .filter(|d| d.index < m.visibility)
+                                        .map(|d| d.name.as_str()),
+                                );
+                                err(
+                                    ErrorCode::CompileCondition,
+                                    CompileError::UndefinedMacro(r, near.map(str::to_owned))
+                                        .to_string(),
+                                    &with_offset(&m.cond_ctx, &m.condition, offset),
+                                )
+                            }
                         }
                     }
                     macros.insert(m.name.clone(), e);
@@ -346,7 +357,11 @@ impl RuleLoader {
                             r.output_ctx.clone(),
                         ));
                     } else {
-                        err(ErrorCode::CompileOutput, e.to_string(), &r.output_ctx);
+                        let ctx = match e.offset() {
+                            Some(o) if output == r.output => with_offset(&r.output_ctx, &output, o),
+                            _ => r.output_ctx.clone(),
+                        };
+                        err(ErrorCode::CompileOutput, e.to_string(), &ctx);
                     }
                     continue;
                 }
@@ -362,7 +377,10 @@ impl RuleLoader {
             });
             let node = match compiler.compile(&ast, &mut prog) {
                 Ok(n) => n,
-                Err(CompileError::UnknownField(f)) if r.skip_if_unknown_filter => {
+                Err(Located {
+                    error: CompileError::UnknownField(f, _),
+                    ..
+                }) if r.skip_if_unknown_filter => {
                     warnings.push((
                         WarningCode::UnknownFilter,
                         format!("filter_check called with nonexistent field {f}"),
@@ -371,7 +389,19 @@ impl RuleLoader {
                     continue;
                 }
                 Err(e) => {
-                    err(ErrorCode::CompileCondition, e.to_string(), &r.cond_ctx);
+                    // Point at the token: in the macro it was written in, or in the rule's
+                    // own condition (not in the text its exceptions appended).
+                    let ctx = match e.in_macro.as_deref().and_then(|m| self.coll.macro_info(m)) {
+                        Some(m) => with_offset(&m.cond_ctx, &m.condition, e.offset),
+                        None if !r.exceptions.is_empty() => match e.offset.checked_sub(1) {
+                            Some(o) if o < r.condition.len() => {
+                                with_offset(&r.cond_ctx, &r.condition, o)
+                            }
+                            _ => r.cond_ctx.clone(),
+                        },
+                        None => with_offset(&r.cond_ctx, &condition, e.offset),
+                    };
+                    err(ErrorCode::CompileCondition, e.to_string(), &ctx);
                     continue;
                 }
             };
@@ -435,8 +465,10 @@ impl RuleLoader {
             }
         }
         drop(compilers);
+        // A bad macro fails every rule that uses it: report each error once.
+        let mut seen = std::collections::HashSet::new();
         for (is_err, code, _, msg, ctx) in diags {
-            if is_err {
+            if is_err && seen.insert((msg.clone(), ctx.file.clone(), ctx.line, ctx.column)) {
                 self.push_error(code, msg, ctx);
             }
         }
@@ -466,11 +498,11 @@ fn with_offset(ctx: &Context, text: &str, offset: usize) -> Context {
     c
 }
 
-fn collect_macro_refs(e: &Expr, out: &mut Vec<String>) {
+fn collect_macro_refs(e: &Expr, out: &mut Vec<(String, usize)>) {
     match e {
         Expr::And(items) | Expr::Or(items) => items.iter().for_each(|i| collect_macro_refs(i, out)),
         Expr::Not(i) => collect_macro_refs(i, out),
-        Expr::Macro { name, .. } => out.push(name.clone()),
+        Expr::Macro { name, offset } => out.push((name.clone(), *offset)),
         Expr::Check { .. } | Expr::Const(_) => {}
     }
 }

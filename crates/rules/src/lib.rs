@@ -77,12 +77,14 @@ pub mod condition;
 mod diag;
 mod engine;
 mod event;
+pub mod evttypes;
 mod exceptions;
 pub mod fields;
 mod k8s_audit;
 pub mod loader;
 mod output;
 pub mod prefilter;
+mod suggest;
 mod value;
 pub mod yaml;
 
