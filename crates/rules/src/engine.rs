@@ -7,7 +7,7 @@ use aerie_alert::{Alert, AlertParts, Priority, Timestamp};
 use serde_json::Value as Json;
 
 use crate::condition::ast::Expr;
-use crate::condition::compile::{self, CompileError, Compiler, Located, Scope};
+use crate::condition::compile::{self, CompileError, Compiler, Scope};
 use crate::condition::matchers::FxHashMap;
 use crate::condition::parser;
 use crate::condition::program::{Node, Program, Scratch};
@@ -350,7 +350,7 @@ impl RuleLoader {
             let format = match OutputFormat::compile(&output, registry) {
                 Ok(f) => f,
                 Err(e) => {
-                    if r.skip_if_unknown_filter {
+                    if r.skip_if_unknown_filter && e.is_unknown_type_or_field() {
                         warnings.push((
                             WarningCode::UnknownFilter,
                             e.to_string(),
@@ -377,13 +377,10 @@ impl RuleLoader {
             });
             let node = match compiler.compile(&ast, &mut prog) {
                 Ok(n) => n,
-                Err(Located {
-                    error: CompileError::UnknownField(f, _),
-                    ..
-                }) if r.skip_if_unknown_filter => {
+                Err(e) if r.skip_if_unknown_filter && e.error.is_unknown_type_or_field() => {
                     warnings.push((
                         WarningCode::UnknownFilter,
-                        format!("filter_check called with nonexistent field {f}"),
+                        e.to_string(),
                         r.cond_ctx.clone(),
                     ));
                     continue;

@@ -48,6 +48,15 @@ pub enum OutputError {
 }
 
 impl OutputError {
+    /// What `skip-if-unknown-filter: true` turns into a warning (Falco's
+    /// `err_is_unknown_type_or_field`: "invalid formatting token", "unknown filter:").
+    pub fn is_unknown_type_or_field(&self) -> bool {
+        matches!(
+            self,
+            OutputError::UnknownField(_) | OutputError::Invalid(..) | OutputError::NotAField(_)
+        )
+    }
+
     /// The byte offset in the format of the `%` in error, when known.
     pub fn offset(&self) -> Option<usize> {
         match self {

@@ -244,3 +244,33 @@ fn unknown_fields_and_macros_get_a_suggestion() {
         ]
     );
 }
+
+#[test]
+fn skip_if_unknown_filter_skips_unknown_event_types_as_falco_does() {
+    // Falco's err_is_unknown_type_or_field: an unknown event type (like an unknown field)
+    // becomes a LOAD_UNKNOWN_FILTER warning and the rule is left out; other errors stay errors.
+    let text = "- rule: R\n  desc: d\n  condition: evt.type = opneat\n  output: p=%proc.name\n  \
+                priority: WARNING\n  skip-if-unknown-filter: true\n";
+    let mut loader = RuleLoader::new();
+    loader.load_str("r.yaml", text);
+    let engine = loader.compile(&EngineConfig::default());
+    let r = &loader.results()[0];
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let w: Vec<String> = r.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        [
+            "r.yaml:3:14: LOAD_UNKNOWN_FILTER: unknown event type opneat. Did you mean 'openat'? \
+          (rule 'R')"
+        ]
+    );
+    assert!(engine.rule_by_name("R").is_none());
+    // Not an unknown name: still an error under skip-if-unknown-filter.
+    assert_eq!(
+        errors(&text.replace("p=%proc.name", "at 100%")),
+        [
+            "r.yaml:4:17: LOAD_ERR_COMPILE_OUTPUT: invalid formatting syntax: formatting cannot \
+          end with a % (rule 'R')"
+        ]
+    );
+}

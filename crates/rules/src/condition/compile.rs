@@ -34,6 +34,18 @@ pub enum CompileError {
     Invalid(String),
 }
 
+impl CompileError {
+    /// What `skip-if-unknown-filter: true` turns into a warning (Falco's
+    /// `err_is_unknown_type_or_field`): an unknown field or an unknown event type.
+    pub fn is_unknown_type_or_field(&self) -> bool {
+        match self {
+            CompileError::UnknownField(..) => true,
+            CompileError::Invalid(m) => m.starts_with("unknown event type "),
+            CompileError::UndefinedMacro(..) => false,
+        }
+    }
+}
+
 /// A compile error and where its token is: a byte offset in the rule's condition, or in the
 /// condition of the macro `in_macro` when the token was written in a macro.
 #[derive(Debug, Clone, PartialEq, Eq)]
