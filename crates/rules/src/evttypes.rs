@@ -739,6 +739,33 @@ pub fn is_event_arg(name: &str) -> bool {
     EVENT_ARGS.binary_search(&name).is_ok()
 }
 
+/// libsinsp's checks of an `evt.arg` / `evt.rawarg` argument, with its wording:
+/// `evt.arg.NAME` must name a parameter of some event, `evt.arg[N]` must be a number, and
+/// `evt.rawarg` takes names only. `dotted` is true for the `.NAME` spelling.
+pub fn check_event_arg(field: &str, arg: &str, dotted: bool) -> Result<(), String> {
+    if !matches!(field, "evt.arg" | "evt.rawarg") {
+        return Ok(());
+    }
+    if dotted {
+        if is_event_arg(arg) {
+            return Ok(());
+        }
+        return Err(crate::suggest::with_hint(
+            format!("unknown event argument {arg}"),
+            arg,
+            EVENT_ARGS.iter().copied(),
+        ));
+    }
+    if field == "evt.rawarg" {
+        return Err("evt.arg fields must be expressed explicitly".into());
+    }
+    // `sscanf("%d%c")`: leading blanks are skipped, nothing may follow the number.
+    if arg.trim_start().parse::<i32>().is_err() {
+        return Err(format!("{arg} is not a valid number"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -202,19 +202,6 @@ fn parse_token(
     let Some((id, info, dotted)) = registry.resolve(name) else {
         return Err(OutputError::UnknownField(name.to_owned()));
     };
-    if matches!(info.name, "evt.arg" | "evt.rawarg")
-        && let Some(a) = dotted
-        && !crate::evttypes::is_event_arg(a)
-    {
-        return Err(OutputError::Invalid(
-            name.to_owned(),
-            crate::suggest::with_hint(
-                format!("unknown event argument {a}"),
-                a,
-                crate::evttypes::EVENT_ARGS.iter().copied(),
-            ),
-        ));
-    }
     let mut arg = dotted.map(str::to_owned);
     let mut stop = end;
     if arg.is_none() && b.get(end) == Some(&b'[') {
@@ -223,6 +210,10 @@ fn parse_token(
         };
         arg = Some(fmt[end + 1..end + close].to_owned());
         stop = end + close + 1;
+    }
+    if let Some(a) = &arg {
+        crate::evttypes::check_event_arg(info.name, a, dotted.is_some())
+            .map_err(|m| OutputError::Invalid(fmt[start..stop].to_owned(), m))?;
     }
     let owned = match (&arg, info.arg) {
         (Some(_), ArgKind::None) => {

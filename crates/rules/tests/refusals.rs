@@ -113,6 +113,13 @@ fn unknown_event_arguments_and_non_numeric_indexes_are_refused() {
           unknown event argument flgs. Did you mean 'flags'? (rule 'R')"
         ]
     );
+    assert_eq!(
+        errors(&rule("evt.type = openat", "a=%evt.arg[abc]")),
+        [
+            "r.yaml:4:11: LOAD_ERR_COMPILE_OUTPUT: invalid formatting token %evt.arg[abc]: \
+          abc is not a valid number (rule 'R')"
+        ]
+    );
     // Negative control.
     assert_loads(&rule(
         "evt.type = openat and evt.arg.flags contains O_RDONLY and evt.arg[1] != x \

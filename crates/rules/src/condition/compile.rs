@@ -219,7 +219,8 @@ impl<'a> Compiler<'a> {
             (Some(a), _) => {
                 // The argument starts after `name.` or `name[`.
                 let arg_at = offset + info.name.len() + 1;
-                check_event_arg(info.name, a, dotted.is_some(), arg_at)?;
+                evttypes::check_event_arg(info.name, a, dotted.is_some())
+                    .map_err(|m| invalid(m, arg_at))?;
                 match a.parse::<u64>() {
                     Ok(i) => OwnedArg::Index(i),
                     Err(_) => OwnedArg::Key(a.clone().into_boxed_str()),
@@ -531,34 +532,6 @@ fn operand_offset(o: &Operand) -> usize {
     }
 }
 
-/// libsinsp's checks of `evt.arg` / `evt.rawarg` arguments: `evt.arg.NAME` must name a
-/// parameter of some event, `evt.arg[N]` must be a number, and `evt.rawarg` takes names only.
-fn check_event_arg(field: &str, arg: &str, dotted: bool, at: usize) -> Result<(), Located> {
-    if !matches!(field, "evt.arg" | "evt.rawarg") {
-        return Ok(());
-    }
-    if dotted {
-        if !evttypes::is_event_arg(arg) {
-            return Err(invalid(
-                suggest::with_hint(
-                    format!("unknown event argument {arg}"),
-                    arg,
-                    evttypes::EVENT_ARGS.iter().copied(),
-                ),
-                at,
-            ));
-        }
-        return Ok(());
-    }
-    if field == "evt.rawarg" {
-        return Err(invalid("evt.arg fields must be expressed explicitly", at));
-    }
-    // `sscanf("%d%c")`: leading blanks are skipped, nothing may follow the number.
-    if arg.trim_start().parse::<i32>().is_err() {
-        return Err(invalid(format!("{arg} is not a valid number"), at));
-    }
-    Ok(())
-}
 /// `val(f)` compiles to the field itself.
 fn strip_val(o: &Operand) -> Operand {
     match o {
