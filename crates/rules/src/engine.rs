@@ -143,6 +143,8 @@ impl Matches {
 pub struct RuleLoader {
     coll: Collection,
     registries: Vec<&'static FieldRegistry>,
+    /// Each file's text, to place errors at the token inside a condition or output.
+    texts: HashMap<String, String>,
 }
 
 impl Default for RuleLoader {
@@ -170,6 +172,7 @@ impl RuleLoader {
         RuleLoader {
             coll: Collection::new(),
             registries,
+            texts: HashMap::new(),
         }
     }
 
@@ -183,7 +186,9 @@ impl RuleLoader {
         let idx = match std::fs::read_to_string(path) {
             Ok(text) => {
                 let sources = self.source_names();
-                self.coll.read(&name, &text, &sources)
+                let idx = self.coll.read(&name, &text, &sources);
+                self.texts.insert(name, text);
+                idx
             }
             Err(e) => self
                 .coll
@@ -196,6 +201,7 @@ impl RuleLoader {
     pub fn load_str(&mut self, name: &str, text: &str) -> &FileResult {
         let sources = self.source_names();
         let idx = self.coll.read(name, text, &sources);
+        self.texts.insert(name.to_owned(), text.to_owned());
         &self.coll.files[idx]
     }
 
@@ -251,6 +257,7 @@ impl RuleLoader {
     /// Compile everything read so far. Diagnostics go to [`RuleLoader::results`]; rules
     /// that fail to compile are left out of the engine.
     pub fn compile(&mut self, cfg: &EngineConfig) -> Engine {
+        let texts = &self.texts;
         let mut diags: Vec<(bool, ErrorCode, WarningCode, String, Context)> = Vec::new();
         let mut err = |code: ErrorCode, msg: String, ctx: &Context| {
             diags.push((true, code, WarningCode::UnknownKey, msg, ctx.clone()))
@@ -285,7 +292,7 @@ impl RuleLoader {
                                     ErrorCode::CompileCondition,
                                     CompileError::UndefinedMacro(r, near.map(str::to_owned))
                                         .to_string(),
-                                    &with_offset(&m.cond_ctx, &m.condition, offset),
+                                    &locate(texts, &m.cond_ctx, &m.condition, offset),
                                 )
                             }
                         }
@@ -295,7 +302,7 @@ impl RuleLoader {
                 Err(e) => err(
                     ErrorCode::CompileCondition,
                     e.to_string(),
-                    &with_offset(&m.cond_ctx, &m.condition, e.offset),
+                    &locate(texts, &m.cond_ctx, &m.condition, e.offset),
                 ),
             }
         }
@@ -332,7 +339,7 @@ impl RuleLoader {
                     err(
                         ErrorCode::CompileCondition,
                         e.to_string(),
-                        &with_offset(&r.cond_ctx, &condition, e.offset),
+                        &locate(texts, &r.cond_ctx, &condition, e.offset),
                     );
                     continue;
                 }
@@ -358,7 +365,9 @@ impl RuleLoader {
                         ));
                     } else {
                         let ctx = match e.offset() {
-                            Some(o) if output == r.output => with_offset(&r.output_ctx, &output, o),
+                            Some(o) if output == r.output => {
+                                locate(texts, &r.output_ctx, &output, o)
+                            }
                             _ => r.output_ctx.clone(),
                         };
                         err(ErrorCode::CompileOutput, e.to_string(), &ctx);
@@ -389,14 +398,14 @@ impl RuleLoader {
                     // Point at the token: in the macro it was written in, or in the rule's
                     // own condition (not in the text its exceptions appended).
                     let ctx = match e.in_macro.as_deref().and_then(|m| self.coll.macro_info(m)) {
-                        Some(m) => with_offset(&m.cond_ctx, &m.condition, e.offset),
+                        Some(m) => locate(texts, &m.cond_ctx, &m.condition, e.offset),
                         None if !r.exceptions.is_empty() => match e.offset.checked_sub(1) {
                             Some(o) if o < r.condition.len() => {
-                                with_offset(&r.cond_ctx, &r.condition, o)
+                                locate(texts, &r.cond_ctx, &r.condition, o)
                             }
                             _ => r.cond_ctx.clone(),
                         },
-                        None => with_offset(&r.cond_ctx, &condition, e.offset),
+                        None => locate(texts, &r.cond_ctx, &condition, e.offset),
                     };
                     err(ErrorCode::CompileCondition, e.to_string(), &ctx);
                     continue;
@@ -474,6 +483,22 @@ impl RuleLoader {
         }
 
         Engine::build(prog, rules, &self.registries, cfg)
+    }
+}
+
+/// Point a context at the token at `offset` of `text`, a scalar that starts at `ctx`: found
+/// in the file's text when it can be followed there, else estimated from `text` alone.
+fn locate(texts: &HashMap<String, String>, ctx: &Context, text: &str, offset: usize) -> Context {
+    let found = texts
+        .get(&ctx.file)
+        .and_then(|src| crate::position::locate(src, ctx.line, ctx.column, text, offset));
+    match found {
+        Some((line, column)) => Context {
+            line,
+            column,
+            ..ctx.clone()
+        },
+        None => with_offset(ctx, text, offset),
     }
 }
 

@@ -83,6 +83,7 @@ pub mod fields;
 mod k8s_audit;
 pub mod loader;
 mod output;
+mod position;
 pub mod prefilter;
 mod suggest;
 mod value;

@@ -18,7 +18,7 @@ fn errors(text: &str) -> Vec<String> {
 }
 
 /// A syscall rule with this condition (line 3, condition at column 14) and output (line 4,
-/// output at column 11). Positions inside a quoted scalar count from its opening quote.
+/// output at column 11).
 fn rule(cond: &str, output: &str) -> String {
     format!("- rule: R\n  desc: d\n  condition: {cond}\n  output: {output}\n  priority: WARNING\n")
 }
@@ -179,7 +179,7 @@ fn a_percent_that_starts_no_field_is_refused_in_outputs() {
     assert_eq!(
         errors(&rule("evt.type = openat", "\"%{proc.name}\"")),
         [
-            "r.yaml:4:11: LOAD_ERR_COMPILE_OUTPUT: unknown filter: unexpected token after ' \
+            "r.yaml:4:12: LOAD_ERR_COMPILE_OUTPUT: unknown filter: unexpected token after ' \
           (every '%' must start a field such as %proc.name; there is no escape for a literal \
           '%') (rule 'R')"
         ]
@@ -194,7 +194,7 @@ fn a_percent_that_starts_no_field_is_refused_in_outputs() {
     assert_eq!(
         errors(&rule("evt.type = openat", "\"%12\"")),
         [
-            "r.yaml:4:11: LOAD_ERR_COMPILE_OUTPUT: invalid formatting syntax: formatting cannot \
+            "r.yaml:4:12: LOAD_ERR_COMPILE_OUTPUT: invalid formatting syntax: formatting cannot \
           end with a number (rule 'R')"
         ]
     );
@@ -278,6 +278,38 @@ fn skip_if_unknown_filter_skips_unknown_event_types_as_falco_does() {
         [
             "r.yaml:4:17: LOAD_ERR_COMPILE_OUTPUT: invalid formatting syntax: formatting cannot \
           end with a % (rule 'R')"
+        ]
+    );
+}
+
+#[test]
+fn tokens_in_folded_and_quoted_scalars_are_located_where_written() {
+    let text = "- macro: opens\n  condition: >\n    evt.type in (open, openat)\n    \
+                or (evt.type = opneat\n        and proc.name = cat)\n\
+                - rule: R\n  desc: d\n  condition: \"opens and evt.arg.flags = \\\"x y\\\"\"\n  \
+                output: 'it''s %proc.name'\n  priority: WARNING\n";
+    assert_eq!(
+        errors(text),
+        [
+            "r.yaml:4:20: LOAD_ERR_COMPILE_CONDITION: unknown event type opneat. \
+          Did you mean 'openat'? (macro 'opens')"
+        ]
+    );
+    let text = text.replace("opneat", "openat");
+    assert_loads(&text);
+    assert_eq!(
+        errors(&text.replace("flags", "flgs")),
+        [
+            "r.yaml:8:33: LOAD_ERR_COMPILE_CONDITION: unknown event argument flgs. \
+          Did you mean 'flags'? (rule 'R')"
+        ]
+    );
+    assert_eq!(
+        errors(&text.replace("%proc.name", "%{proc.name}")),
+        [
+            "r.yaml:9:18: LOAD_ERR_COMPILE_OUTPUT: unknown filter: unexpected token after ' \
+          (every '%' must start a field such as %proc.name; there is no escape for a literal \
+          '%') (rule 'R')"
         ]
     );
 }
