@@ -151,6 +151,8 @@ impl Matches {
 pub struct RuleLoader {
     coll: Collection,
     registries: Vec<&'static FieldRegistry>,
+    /// Each file's text, to place errors at the token inside a condition or output.
+    texts: HashMap<String, String>,
 }
 
 impl Default for RuleLoader {
@@ -178,6 +180,7 @@ impl RuleLoader {
         RuleLoader {
             coll: Collection::new(),
             registries,
+            texts: HashMap::new(),
         }
     }
 
@@ -191,7 +194,9 @@ impl RuleLoader {
         let idx = match std::fs::read_to_string(path) {
             Ok(text) => {
                 let sources = self.source_names();
-                self.coll.read(&name, &text, &sources)
+                let idx = self.coll.read(&name, &text, &sources);
+                self.texts.insert(name, text);
+                idx
             }
             Err(e) => self
                 .coll
@@ -204,6 +209,7 @@ impl RuleLoader {
     pub fn load_str(&mut self, name: &str, text: &str) -> &FileResult {
         let sources = self.source_names();
         let idx = self.coll.read(name, text, &sources);
+        self.texts.insert(name.to_owned(), text.to_owned());
         &self.coll.files[idx]
     }
 
@@ -259,6 +265,7 @@ impl RuleLoader {
     /// Compile everything read so far. Diagnostics go to [`RuleLoader::results`]; rules
     /// that fail to compile are left out of the engine.
     pub fn compile(&mut self, cfg: &EngineConfig) -> Engine {
+        let texts = &self.texts;
         let mut diags: Vec<(bool, ErrorCode, WarningCode, String, Context)> = Vec::new();
         let mut err = |code: ErrorCode, msg: String, ctx: &Context| {
             diags.push((true, code, WarningCode::UnknownKey, msg, ctx.clone()))
@@ -275,16 +282,27 @@ impl RuleLoader {
                 Ok(e) => {
                     let mut refs = Vec::new();
                     collect_macro_refs(&e, &mut refs);
-                    for r in refs {
+                    for (r, offset) in refs {
                         match self.coll.macro_info(&r) {
                             Some(ri) if ri.index < m.visibility => {
                                 macro_refs_used.insert(r);
                             }
-                            _ => err(
-                                ErrorCode::CompileCondition,
-                                format!("Undefined macro '{r}' used in filter."),
-                                &m.cond_ctx,
-                            ),
+                            _ => {
+                                let near = crate::suggest::closest(
+                                    &r,
+                                    self.coll
+                                        .macros
+                                        .iter()
+                                        .filter(|d| d.index < m.visibility)
+                                        .map(|d| d.name.as_str()),
+                                );
+                                err(
+                                    ErrorCode::CompileCondition,
+                                    CompileError::UndefinedMacro(r, near.map(str::to_owned))
+                                        .to_string(),
+                                    &locate(texts, &m.cond_ctx, &m.condition, offset),
+                                )
+                            }
                         }
                     }
                     macros.insert(m.name.clone(), e);
@@ -292,7 +310,7 @@ impl RuleLoader {
                 Err(e) => err(
                     ErrorCode::CompileCondition,
                     e.to_string(),
-                    &with_offset(&m.cond_ctx, &m.condition, e.offset),
+                    &locate(texts, &m.cond_ctx, &m.condition, e.offset),
                 ),
             }
         }
@@ -329,7 +347,7 @@ impl RuleLoader {
                     err(
                         ErrorCode::CompileCondition,
                         e.to_string(),
-                        &with_offset(&r.cond_ctx, &condition, e.offset),
+                        &locate(texts, &r.cond_ctx, &condition, e.offset),
                     );
                     continue;
                 }
@@ -366,14 +384,20 @@ impl RuleLoader {
             let format = match OutputFormat::compile(&output, registry) {
                 Ok(f) => f,
                 Err(e) => {
-                    if r.skip_if_unknown_filter {
+                    if r.skip_if_unknown_filter && e.is_unknown_type_or_field() {
                         warnings.push((
                             WarningCode::UnknownFilter,
                             e.to_string(),
                             r.output_ctx.clone(),
                         ));
                     } else {
-                        err(ErrorCode::CompileOutput, e.to_string(), &r.output_ctx);
+                        let ctx = match e.offset() {
+                            Some(o) if output == r.output => {
+                                locate(texts, &r.output_ctx, &output, o)
+                            }
+                            _ => r.output_ctx.clone(),
+                        };
+                        err(ErrorCode::CompileOutput, e.to_string(), &ctx);
                     }
                     continue;
                 }
@@ -389,16 +413,28 @@ impl RuleLoader {
             });
             let node = match compiler.compile(&ast, &mut prog) {
                 Ok(n) => n,
-                Err(CompileError::UnknownField(f)) if r.skip_if_unknown_filter => {
+                Err(e) if r.skip_if_unknown_filter && e.error.is_unknown_type_or_field() => {
                     warnings.push((
                         WarningCode::UnknownFilter,
-                        format!("filter_check called with nonexistent field {f}"),
+                        e.to_string(),
                         r.cond_ctx.clone(),
                     ));
                     continue;
                 }
                 Err(e) => {
-                    err(ErrorCode::CompileCondition, e.to_string(), &r.cond_ctx);
+                    // Point at the token: in the macro it was written in, or in the rule's
+                    // own condition (not in the text its exceptions appended).
+                    let ctx = match e.in_macro.as_deref().and_then(|m| self.coll.macro_info(m)) {
+                        Some(m) => locate(texts, &m.cond_ctx, &m.condition, e.offset),
+                        None if !r.exceptions.is_empty() => match e.offset.checked_sub(1) {
+                            Some(o) if o < r.condition.len() => {
+                                locate(texts, &r.cond_ctx, &r.condition, o)
+                            }
+                            _ => r.cond_ctx.clone(),
+                        },
+                        None => locate(texts, &r.cond_ctx, &condition, e.offset),
+                    };
+                    err(ErrorCode::CompileCondition, e.to_string(), &ctx);
                     continue;
                 }
             };
@@ -464,8 +500,10 @@ impl RuleLoader {
             }
         }
         drop(compilers);
+        // A bad macro fails every rule that uses it: report each error once.
+        let mut seen = std::collections::HashSet::new();
         for (is_err, code, _, msg, ctx) in diags {
-            if is_err {
+            if is_err && seen.insert((msg.clone(), ctx.file.clone(), ctx.line, ctx.column)) {
                 self.push_error(code, msg, ctx);
             }
         }
@@ -474,6 +512,22 @@ impl RuleLoader {
         }
 
         Engine::build(prog, rules, &self.registries, cfg)
+    }
+}
+
+/// Point a context at the token at `offset` of `text`, a scalar that starts at `ctx`: found
+/// in the file's text when it can be followed there, else estimated from `text` alone.
+fn locate(texts: &HashMap<String, String>, ctx: &Context, text: &str, offset: usize) -> Context {
+    let found = texts
+        .get(&ctx.file)
+        .and_then(|src| crate::position::locate(src, ctx.line, ctx.column, text, offset));
+    match found {
+        Some((line, column)) => Context {
+            line,
+            column,
+            ..ctx.clone()
+        },
+        None => with_offset(ctx, text, offset),
     }
 }
 
@@ -495,11 +549,11 @@ fn with_offset(ctx: &Context, text: &str, offset: usize) -> Context {
     c
 }
 
-fn collect_macro_refs(e: &Expr, out: &mut Vec<String>) {
+fn collect_macro_refs(e: &Expr, out: &mut Vec<(String, usize)>) {
     match e {
         Expr::And(items) | Expr::Or(items) => items.iter().for_each(|i| collect_macro_refs(i, out)),
         Expr::Not(i) => collect_macro_refs(i, out),
-        Expr::Macro { name, .. } => out.push(name.clone()),
+        Expr::Macro { name, offset } => out.push((name.clone(), *offset)),
         Expr::Check { .. } | Expr::Const(_) => {}
     }
 }

@@ -22,8 +22,10 @@ fn paren_item(s: &str) -> String {
     }
 }
 
+/// Comps whose value is a parenthesized list: list operators, and string operators with a
+/// modifier (`startswith anyof`).
 fn is_list_op(op: &str) -> bool {
-    matches!(op, "in" | "intersects" | "pmatch")
+    matches!(op, "in" | "intersects" | "pmatch") || crate::loader::is_operator_with_modifier(op)
 }
 
 fn field_ok(registry: &FieldRegistry, f: &str) -> bool {

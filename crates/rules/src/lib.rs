@@ -77,13 +77,16 @@ pub mod condition;
 mod diag;
 mod engine;
 mod event;
+pub mod evttypes;
 mod exceptions;
 mod extras;
 pub mod fields;
 mod k8s_audit;
 pub mod loader;
 mod output;
+mod position;
 pub mod prefilter;
+mod suggest;
 mod value;
 pub mod yaml;
 

@@ -1358,7 +1358,7 @@ fn validate_exception(ex: &mut ExceptionInfo) -> R<()> {
                     return Err(err("Exception comps must be strings"));
                 };
                 let c = c.trim();
-                if !is_operator(c) {
+                if !is_operator(c) && !is_operator_with_modifier(c) {
                     return Err(err(&format!(
                         "'{c}' is not a supported comparison operator"
                     )));
@@ -1378,9 +1378,11 @@ fn validate_exception(ex: &mut ExceptionInfo) -> R<()> {
                 Some(Entry::Item(c)) => c.trim().to_owned(),
                 Some(Entry::List(_)) => return Err(err("Fields and comps must both be strings")),
             };
-            if !matches!(comp.as_str(), "in" | "pmatch" | "intersects") {
+            if !matches!(comp.as_str(), "in" | "pmatch" | "intersects")
+                && !is_operator_with_modifier(&comp)
+            {
                 return Err(err(
-                    "When fields is a single value, comps must be one of (in, pmatch, intersects)",
+                    "When fields is a single value, comps must be one of (in, pmatch, intersects) or a modifier operator (e.g. startswith oneof)",
                 ));
             }
             ex.comps = Some(Entry::Item(comp));
@@ -1388,6 +1390,28 @@ fn validate_exception(ex: &mut ExceptionInfo) -> R<()> {
         None => {}
     }
     Ok(())
+}
+
+/// A string operator and a list modifier, one space apart: `startswith oneof` (Falco 0.44).
+pub(crate) fn is_operator_with_modifier(s: &str) -> bool {
+    let Some((op, m)) = s.split_once(' ') else {
+        return false;
+    };
+    matches!(m, "oneof" | "anyof" | "allof")
+        && matches!(
+            op,
+            "=" | "=="
+                | "!="
+                | "contains"
+                | "icontains"
+                | "bcontains"
+                | "startswith"
+                | "bstartswith"
+                | "endswith"
+                | "glob"
+                | "iglob"
+                | "regex"
+        )
 }
 
 fn is_operator(s: &str) -> bool {

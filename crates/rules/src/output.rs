@@ -13,7 +13,12 @@ use crate::value::Value;
 #[derive(Debug, Clone)]
 enum Segment {
     Text(String),
-    Field { key: String, operand: Operand },
+    /// `width` is the `%12proc.name` length: the text is cut or space-padded to it (0: as is).
+    Field {
+        key: String,
+        operand: Operand,
+        width: usize,
+    },
 }
 
 /// A compiled output format.
@@ -29,6 +34,38 @@ pub enum OutputError {
     UnknownField(String),
     #[error("invalid formatting token %{0}: {1}")]
     Invalid(String, String),
+    /// libsinsp's formatter errors, word for word; the offset is the `%`'s in the format.
+    #[error("invalid formatting syntax: formatting cannot end with a %")]
+    EndsWithPercent(usize),
+    #[error("invalid formatting syntax: formatting cannot end with a number")]
+    EndsWithNumber(usize),
+    /// A `%` not followed by a field: libsinsp says `unknown filter: unexpected token after '`.
+    #[error(
+        "unknown filter: unexpected token after ' (every '%' must start a field such as \
+         %proc.name; there is no escape for a literal '%')"
+    )]
+    NotAField(usize),
+}
+
+impl OutputError {
+    /// What `skip-if-unknown-filter: true` turns into a warning (Falco's
+    /// `err_is_unknown_type_or_field`: "invalid formatting token", "unknown filter:").
+    pub fn is_unknown_type_or_field(&self) -> bool {
+        matches!(
+            self,
+            OutputError::UnknownField(_) | OutputError::Invalid(..) | OutputError::NotAField(_)
+        )
+    }
+
+    /// The byte offset in the format of the `%` in error, when known.
+    pub fn offset(&self) -> Option<usize> {
+        match self {
+            OutputError::EndsWithPercent(o)
+            | OutputError::EndsWithNumber(o)
+            | OutputError::NotAField(o) => Some(*o),
+            OutputError::UnknownField(_) | OutputError::Invalid(..) => None,
+        }
+    }
 }
 
 fn is_name_char(c: u8) -> bool {
@@ -49,20 +86,29 @@ impl OutputFormat {
                 i = next;
                 continue;
             }
-            // `%` followed by something that is not a field stays literal.
-            let start = i + 1;
-            let (operand, key, end) = match parse_token(fmt, start, registry)? {
-                Some(t) => t,
-                None => {
-                    text.push('%');
-                    i += 1;
-                    continue;
-                }
+            // As in libsinsp's formatter, every `%` starts a field, optionally after a width
+            // (`%12proc.name`); there is no escape for a literal `%`.
+            let mut start = i + 1;
+            if start == b.len() {
+                return Err(OutputError::EndsWithPercent(i));
+            }
+            let digits = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let width = fmt[start..start + digits].parse::<usize>().unwrap_or(0);
+            start += digits;
+            if start == b.len() {
+                return Err(OutputError::EndsWithNumber(i));
+            }
+            let Some((operand, key, end)) = parse_token(fmt, start, registry)? else {
+                return Err(OutputError::NotAField(i));
             };
             if !text.is_empty() {
                 segments.push(Segment::Text(std::mem::take(&mut text)));
             }
-            segments.push(Segment::Field { key, operand });
+            segments.push(Segment::Field {
+                key,
+                operand,
+                width,
+            });
             i = end;
         }
         if !text.is_empty() {
@@ -86,9 +132,21 @@ impl OutputFormat {
         for s in &self.segments {
             match s {
                 Segment::Text(t) => out.push_str(t),
-                Segment::Field { key, operand } => {
+                Segment::Field {
+                    key,
+                    operand,
+                    width,
+                } => {
                     let (text, json) = render_operand(operand, ev);
-                    out.push_str(text.as_deref().unwrap_or("<NA>"));
+                    let text = text.as_deref().unwrap_or("<NA>");
+                    if *width == 0 {
+                        out.push_str(text);
+                    } else {
+                        let cut = text.chars().take(*width);
+                        let n = cut.clone().count();
+                        out.extend(cut);
+                        out.extend(std::iter::repeat_n(' ', width - n));
+                    }
                     fields.insert(key.clone(), json);
                 }
             }
@@ -152,6 +210,10 @@ fn parse_token(
         };
         arg = Some(fmt[end + 1..end + close].to_owned());
         stop = end + close + 1;
+    }
+    if let Some(a) = &arg {
+        crate::evttypes::check_event_arg(info.name, a, dotted.is_some())
+            .map_err(|m| OutputError::Invalid(fmt[start..stop].to_owned(), m))?;
     }
     let owned = match (&arg, info.arg) {
         (Some(_), ArgKind::None) => {

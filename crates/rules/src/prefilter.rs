@@ -410,11 +410,23 @@ fn path_part(c: &Check, ctx: Ctx<'_>) -> Option<PathPart> {
     }
 }
 
-/// The literal strings of an `=`, `in` or `startswith`-like right-hand side.
+/// The literal strings of an `=`, `in` or `startswith`-like right-hand side. For a modified
+/// list (`startswith anyof (a, b)`) every modifier is true only if some item's check is, so
+/// the items' literals together cover it (an empty list is never true and needs nothing).
 fn literals(rhs: &Rhs) -> Option<Vec<Vec<u8>>> {
     match rhs {
         Rhs::Text(t) => Some(vec![t.to_vec()]),
         Rhs::TextSet(s) => Some(s.iter().map(<[u8]>::to_vec).collect()),
+        Rhs::Multi(_, items) => {
+            let mut out = Vec::new();
+            for i in items.iter() {
+                match i {
+                    Rhs::Text(t) => out.push(t.to_vec()),
+                    _ => return None,
+                }
+            }
+            Some(out)
+        }
         _ => None,
     }
 }

@@ -552,7 +552,7 @@ fn output_formatting_with_missing_values() {
 - rule: Fmt
   desc: d
   condition: evt.type = openat
-  output: "file=%fd.name gparent=%proc.aname[2] flags=%evt.arg.flags pid=%proc.pid user=%user.name lower=%toupper(proc.name) 100%"
+  output: "file=%fd.name gparent=%proc.aname[2] flags=%evt.arg.flags pid=%proc.pid user=%user.name lower=%toupper(proc.name)"
   priority: notice
   tags: [b, a]
 "#);
@@ -565,7 +565,7 @@ fn output_formatting_with_missing_values() {
     let (text, fields) = e.format_output(id, &ev);
     assert_eq!(
         text,
-        "file=/etc/shadow gparent=sshd flags=O_RDONLY pid=42 user=<NA> lower=CAT 100%"
+        "file=/etc/shadow gparent=sshd flags=O_RDONLY pid=42 user=<NA> lower=CAT"
     );
     assert_eq!(fields["proc.pid"], serde_json::json!(42));
     assert_eq!(fields["user.name"], serde_json::Value::Null);
@@ -573,7 +573,7 @@ fn output_formatting_with_missing_values() {
     let alert = e.alert(id, &ev, "node-1");
     assert_eq!(
         alert.output,
-        "10:20:30.123456789: Notice file=/etc/shadow gparent=sshd flags=O_RDONLY pid=42 user=<NA> lower=CAT 100%"
+        "10:20:30.123456789: Notice file=/etc/shadow gparent=sshd flags=O_RDONLY pid=42 user=<NA> lower=CAT"
     );
     assert_eq!(alert.rule, "Fmt");
     assert_eq!(alert.tags, ["a", "b"]);

@@ -13,11 +13,13 @@ pub enum Expr {
         name: String,
         offset: usize,
     },
+    /// `offset` is where the check (its field) starts, `op_offset` where its operator does.
     Check {
         left: Operand,
         op: Op,
         rhs: Rhs,
         offset: usize,
+        op_offset: usize,
     },
     /// Only produced by rewriting (an empty list expansion never is); kept for completeness.
     Const(bool),
@@ -78,6 +80,49 @@ impl Op {
     }
 }
 
+/// A list modifier after a string operator (libs 0.25): `proc.name startswith anyof (a, b)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Modifier {
+    /// Exactly one list item matches.
+    OneOf,
+    /// At least one list item matches.
+    AnyOf,
+    /// Every list item matches.
+    AllOf,
+}
+
+impl Modifier {
+    pub const ALL: [Modifier; 3] = [Modifier::OneOf, Modifier::AnyOf, Modifier::AllOf];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Modifier::OneOf => "oneof",
+            Modifier::AnyOf => "anyof",
+            Modifier::AllOf => "allof",
+        }
+    }
+}
+
+impl Op {
+    /// Operators that take a list modifier (libs' `StrOperator`s).
+    pub fn takes_modifier(self) -> bool {
+        matches!(
+            self,
+            Op::Eq
+                | Op::Ne
+                | Op::Contains
+                | Op::IContains
+                | Op::BContains
+                | Op::StartsWith
+                | Op::BStartsWith
+                | Op::EndsWith
+                | Op::Glob
+                | Op::IGlob
+                | Op::Regex
+        )
+    }
+}
+
 /// A field transformer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transformer {
@@ -135,22 +180,28 @@ pub enum Operand {
 }
 
 /// A literal value; `quoted` records whether it was written in quotes (a bare value in a
-/// list may name a list).
+/// list may name a list). `offset` is its byte offset in the condition text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lit {
     pub text: String,
     pub quoted: bool,
+    pub offset: usize,
 }
 
 impl Lit {
-    pub fn bare(text: String) -> Self {
+    pub fn bare(text: String, offset: usize) -> Self {
         Lit {
             text,
             quoted: false,
+            offset,
         }
     }
-    pub fn quoted(text: String) -> Self {
-        Lit { text, quoted: true }
+    pub fn quoted(text: String, offset: usize) -> Self {
+        Lit {
+            text,
+            quoted: true,
+            offset,
+        }
     }
 }
 
@@ -160,10 +211,12 @@ pub enum Rhs {
     None,
     Value(Lit),
     List(Vec<Lit>),
-    /// `in list_name`.
-    ListRef(String),
+    /// `in list_name`, and the name's offset.
+    ListRef(String, usize),
     /// `val(field)` or a transformed field.
     Field(Operand),
+    /// `anyof (a, b)` after a string operator: the list is a `List` or a `ListRef`.
+    Modified(Modifier, Box<Rhs>),
 }
 
 impl fmt::Display for Operand {
@@ -222,7 +275,8 @@ impl fmt::Display for Rhs {
                 }
                 f.write_str(")")
             }
-            Rhs::ListRef(name) => f.write_str(name),
+            Rhs::ListRef(name, _) => f.write_str(name),
+            Rhs::Modified(m, list) => write!(f, "{} {list}", m.as_str()),
             Rhs::Field(o) => match o {
                 Operand::Field { .. } => write!(f, "val({o})"),
                 _ => write!(f, "{o}"),

@@ -1,24 +1,76 @@
 //! From syntax tree to compiled checks: resolve fields against a source's registry, expand
 //! lists, link macros (compiled once per source and shared), and type the literals.
+//!
+//! Every error carries the byte offset of the offending token (field, value, list name or
+//! macro name) in the text it was written in: the rule's condition, or the innermost macro.
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::ast::{Expr, Lit, Op, Operand, Rhs, Transformer};
+use super::ast::{Expr, Lit, Modifier, Op, Operand, Rhs, Transformer};
 use super::matchers::{PathSet, TextSet};
 use super::program::{self, CField, Check, Kind, Node, OwnedArg};
+use crate::evttypes;
 use crate::fields::{ArgKind, FieldRegistry, FieldType};
+use crate::suggest;
 use crate::value::IpNet;
+
+/// ` Did you mean 'X'?` (with the leading period) when there is a suggestion.
+fn hint(h: &Option<String>) -> String {
+    h.as_ref()
+        .map(|s| format!(". Did you mean '{s}'?"))
+        .unwrap_or_default()
+}
 
 /// Why a condition could not be compiled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
-    /// An unknown field: a warning instead of an error under `skip-if-unknown-filter`.
-    #[error("filter_check called with nonexistent field {0}")]
-    UnknownField(String),
-    #[error("Undefined macro '{0}' used in filter.")]
-    UndefinedMacro(String),
+    /// An unknown field (and a suggestion): a warning instead of an error under
+    /// `skip-if-unknown-filter`.
+    #[error("filter_check called with nonexistent field {0}{h}", h = hint(.1))]
+    UnknownField(String, Option<String>),
+    #[error("Undefined macro '{0}' used in filter{h}", h = if .1.is_some() { hint(.1) } else { ".".into() })]
+    UndefinedMacro(String, Option<String>),
     #[error("{0}")]
     Invalid(String),
+}
+
+impl CompileError {
+    /// What `skip-if-unknown-filter: true` turns into a warning (Falco's
+    /// `err_is_unknown_type_or_field`): an unknown field or an unknown event type.
+    pub fn is_unknown_type_or_field(&self) -> bool {
+        match self {
+            CompileError::UnknownField(..) => true,
+            CompileError::Invalid(m) => m.starts_with("unknown event type "),
+            CompileError::UndefinedMacro(..) => false,
+        }
+    }
+}
+
+/// A compile error and where its token is: a byte offset in the rule's condition, or in the
+/// condition of the macro `in_macro` when the token was written in a macro.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub error: CompileError,
+    pub offset: usize,
+    pub in_macro: Option<String>,
+}
+
+impl std::fmt::Display for Located {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+fn at(error: CompileError, offset: usize) -> Located {
+    Located {
+        error,
+        offset,
+        in_macro: None,
+    }
+}
+
+fn invalid(msg: impl Into<String>, offset: usize) -> Located {
+    at(CompileError::Invalid(msg.into()), offset)
 }
 
 /// Deepest expansion (macros inside macros inside parentheses) accepted.
@@ -43,6 +95,9 @@ pub struct Compiler<'a> {
     pub used_macros: BTreeSet<String>,
 }
 
+/// A list item and the offset of the token it came from (the literal, or the list's name).
+type Item = (String, usize);
+
 impl<'a> Compiler<'a> {
     pub fn new(registry: &'static FieldRegistry, scope: Scope<'a>) -> Self {
         Compiler {
@@ -56,7 +111,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// Compile a condition; compiled macros are appended to `prog`.
-    pub fn compile(&mut self, e: &Expr, prog: &mut program::Program) -> Result<Node, CompileError> {
+    pub fn compile(&mut self, e: &Expr, prog: &mut program::Program) -> Result<Node, Located> {
         self.node(e, prog, 0)
     }
 
@@ -65,10 +120,11 @@ impl<'a> Compiler<'a> {
         e: &Expr,
         prog: &mut program::Program,
         depth: usize,
-    ) -> Result<Node, CompileError> {
+    ) -> Result<Node, Located> {
         if depth > MAX_EXPANDED_DEPTH {
-            return Err(CompileError::Invalid(
-                "condition is nested too deeply after macro expansion".into(),
+            return Err(invalid(
+                "condition is nested too deeply after macro expansion",
+                0,
             ));
         }
         Ok(match e {
@@ -86,70 +142,98 @@ impl<'a> Compiler<'a> {
             ),
             Expr::Not(inner) => Node::Not(Box::new(self.node(inner, prog, depth + 1)?)),
             Expr::Const(b) => Node::Const(*b),
-            Expr::Macro { name, .. } => {
+            Expr::Macro { name, offset } => {
                 self.used_macros.insert(name.clone());
                 if let Some(slot) = self.slots.get(name) {
                     return Ok(Node::Macro(*slot));
                 }
                 let Some(body) = self.scope.macros.get(name) else {
-                    return Err(CompileError::UndefinedMacro(name.clone()));
+                    let near = suggest::closest(name, self.scope.macros.keys().map(String::as_str));
+                    return Err(at(
+                        CompileError::UndefinedMacro(name.clone(), near.map(str::to_owned)),
+                        *offset,
+                    ));
                 };
                 if self.in_progress.iter().any(|m| m == name) {
-                    return Err(CompileError::Invalid(format!(
-                        "macro '{name}' refers to itself"
-                    )));
+                    return Err(invalid(format!("macro '{name}' refers to itself"), *offset));
                 }
                 self.in_progress.push(name.clone());
                 let compiled = self.node(body, prog, depth + 1);
                 self.in_progress.pop();
-                let compiled = compiled?;
+                let compiled = compiled.map_err(|mut l| {
+                    if l.in_macro.is_none() {
+                        l.in_macro = Some(name.clone());
+                    }
+                    l
+                })?;
                 let slot = prog.macros.len() as u32;
                 prog.macros.push(compiled);
                 self.slots.insert(name.clone(), slot);
                 Node::Macro(slot)
             }
-            Expr::Check { left, op, rhs, .. } => Node::Check(Box::new(self.check(left, *op, rhs)?)),
+            Expr::Check {
+                left,
+                op,
+                rhs,
+                offset,
+                op_offset,
+            } => Node::Check(Box::new(self.check(left, *op, rhs, *offset, *op_offset)?)),
         })
     }
 
-    fn field(&self, name: &str, arg: &Option<String>) -> Result<CField, CompileError> {
+    fn field(&self, name: &str, arg: &Option<String>, offset: usize) -> Result<CField, Located> {
         let Some((id, info, dotted)) = self.registry.resolve(name) else {
-            return Err(CompileError::UnknownField(name.to_owned()));
+            let near = suggest::closest(name, self.registry.fields().iter().map(|f| f.name));
+            return Err(at(
+                CompileError::UnknownField(name.to_owned(), near.map(str::to_owned)),
+                offset,
+            ));
         };
         let arg_text = match (dotted, arg) {
             (Some(_), Some(_)) => {
-                return Err(CompileError::UnknownField(format!(
-                    "{name}[{}]",
-                    arg.as_deref().unwrap_or("")
-                )));
+                return Err(at(
+                    CompileError::UnknownField(
+                        format!("{name}[{}]", arg.as_deref().unwrap_or("")),
+                        None,
+                    ),
+                    offset,
+                ));
             }
             (Some(d), None) => Some(d.to_owned()),
             (None, a) => a.clone(),
         };
         let arg = match (&arg_text, info.arg) {
             (Some(_), ArgKind::None) => {
-                return Err(CompileError::Invalid(format!(
-                    "field '{name}' does not take an argument"
-                )));
+                return Err(invalid(
+                    format!("field '{name}' does not take an argument"),
+                    offset,
+                ));
             }
             (None, ArgKind::Required) => {
-                return Err(CompileError::Invalid(format!(
-                    "field '{name}' requires an argument"
-                )));
+                return Err(invalid(
+                    format!("field '{name}' requires an argument"),
+                    offset,
+                ));
             }
             (None, _) => OwnedArg::None,
-            (Some(a), _) => match a.parse::<u64>() {
-                Ok(i) => OwnedArg::Index(i),
-                Err(_) => OwnedArg::Key(a.clone().into_boxed_str()),
-            },
+            (Some(a), _) => {
+                // The argument starts after `name.` or `name[`.
+                let arg_at = offset + info.name.len() + 1;
+                evttypes::check_event_arg(info.name, a, dotted.is_some())
+                    .map_err(|m| invalid(m, arg_at))?;
+                match a.parse::<u64>() {
+                    Ok(i) => OwnedArg::Index(i),
+                    Err(_) => OwnedArg::Key(a.clone().into_boxed_str()),
+                }
+            }
         };
         Ok(CField { id, info, arg })
     }
 
-    fn operand(&self, o: &Operand) -> Result<(program::Operand, FieldType), CompileError> {
+    fn operand(&self, o: &Operand) -> Result<(program::Operand, FieldType), Located> {
         match o {
-            Operand::Field { name, arg, .. } => {
-                let f = self.field(name, arg)?;
+            Operand::Field { name, arg, offset } => {
+                let f = self.field(name, arg, *offset)?;
                 let ty = f.info.ty;
                 Ok((
                     program::Operand {
@@ -163,10 +247,13 @@ impl<'a> Compiler<'a> {
                 let (mut op, ty) = self.operand(inner)?;
                 if *t != Transformer::Val {
                     if !ty.is_text() && *t != Transformer::Len {
-                        return Err(CompileError::Invalid(format!(
-                            "transformer '{}' is not supported on field type {ty}",
-                            t.name()
-                        )));
+                        return Err(invalid(
+                            format!(
+                                "transformer '{}' is not supported on field type {ty}",
+                                t.name()
+                            ),
+                            operand_offset(inner),
+                        ));
                     }
                     op.transforms.push(*t);
                 }
@@ -181,38 +268,62 @@ impl<'a> Compiler<'a> {
     }
 
     /// The list items a right-hand side names, with list references expanded.
-    fn list_items(&mut self, rhs: &Rhs) -> Vec<String> {
+    fn list_items(&mut self, rhs: &Rhs) -> Vec<Item> {
         let mut out = Vec::new();
         match rhs {
             Rhs::List(items) => {
-                for Lit { text, quoted } in items {
+                for Lit {
+                    text,
+                    quoted,
+                    offset,
+                } in items
+                {
                     if !quoted && let Some(l) = self.scope.lists.get(text) {
                         self.used_lists.insert(text.clone());
-                        out.extend(l.iter().cloned());
+                        out.extend(l.iter().map(|i| (i.clone(), *offset)));
                     } else {
-                        out.push(text.clone());
+                        out.push((text.clone(), *offset));
                     }
                 }
             }
-            Rhs::ListRef(name) => match self.scope.lists.get(name) {
+            Rhs::ListRef(name, offset) => match self.scope.lists.get(name) {
                 Some(l) => {
                     self.used_lists.insert(name.clone());
-                    out.extend(l.iter().cloned());
+                    out.extend(l.iter().map(|i| (i.clone(), *offset)));
                 }
-                None => out.push(name.clone()),
+                None => out.push((name.clone(), *offset)),
             },
-            Rhs::Value(v) => out.push(v.text.clone()),
+            Rhs::Value(v) => out.push((v.text.clone(), v.offset)),
+            Rhs::Modified(_, list) => return self.list_items(list),
             Rhs::None | Rhs::Field(_) => {}
         }
         out
     }
 
-    fn check(&mut self, left: &Operand, op: Op, rhs: &Rhs) -> Result<Check, CompileError> {
+    fn check(
+        &mut self,
+        left: &Operand,
+        op: Op,
+        rhs: &Rhs,
+        offset: usize,
+        op_offset: usize,
+    ) -> Result<Check, Located> {
         let (lhs, ty) = self.operand(left)?;
         let is_list = lhs.field.info.is_list && lhs.transforms.is_empty();
+        let modifier = match rhs {
+            Rhs::Modified(m, _) => Some(*m),
+            _ => None,
+        };
         if is_list && !matches!(op, Op::In | Op::Intersects | Op::Exists) {
-            // Falco rejects these; aerie accepts them with "any value" semantics,
-            // which is what users of the k8s audit rules expect.
+            // libs `flt_is_comparable_any_list`, wording included.
+            let opname = match modifier {
+                Some(m) => format!("{} {}", op.as_str(), m.as_str()),
+                None => op.as_str().to_owned(),
+            };
+            return Err(invalid(
+                format!("filter error: '{opname}' operator not supported list filters"),
+                op_offset,
+            ));
         }
         let kind = if ty.is_numeric() {
             if ty == FieldType::Double {
@@ -227,15 +338,42 @@ impl<'a> Compiler<'a> {
                 _ => Kind::Text,
             }
         };
+        if modifier.is_some() && kind == Kind::Ip && !matches!(op, Op::Eq | Op::Ne) {
+            return Err(invalid(
+                format!(
+                    "filter error: '{}' with modifier not supported for ip address and network filters",
+                    op.as_str()
+                ),
+                op_offset,
+            ));
+        }
         let name = lhs.field.info.name;
-        let bad = |what: &str, v: &str| {
-            CompileError::Invalid(format!("{what} {v:?} for field '{name}' of type {ty}"))
+        let bad = |what: &str, v: &str, at: usize| {
+            invalid(format!("{what} {v:?} for field '{name}' of type {ty}"), at)
         };
-        let evt_types = (name == "evt.type"
-            && lhs.transforms.is_empty()
+        let is_evt_type = name == "evt.type" && lhs.transforms.is_empty();
+        if is_evt_type && op != Op::Exists {
+            // libsinsp checks every value compared with `evt.type` against the event table.
+            for (v, at) in self.list_items(rhs) {
+                if !evttypes::is_event_type(&v) {
+                    return Err(invalid(
+                        suggest::with_hint(
+                            format!("unknown event type {v}"),
+                            &v,
+                            evttypes::EVENT_TYPES.iter().copied(),
+                        ),
+                        at,
+                    ));
+                }
+            }
+        }
+        let evt_types = (is_evt_type
             && matches!(op, Op::Eq | Op::In | Op::Intersects)
-            && matches!(rhs, Rhs::Value(_) | Rhs::List(_) | Rhs::ListRef(_)))
-        .then(|| self.list_items(rhs));
+            && matches!(
+                rhs,
+                Rhs::Value(_) | Rhs::List(_) | Rhs::ListRef(..) | Rhs::Modified(..)
+            ))
+        .then(|| self.list_items(rhs).into_iter().map(|(v, _)| v).collect());
 
         let compiled_rhs = match (op, rhs) {
             (Op::Exists, _) => program::Rhs::None,
@@ -243,57 +381,41 @@ impl<'a> Compiler<'a> {
                 let (rop, _) = self.operand(&strip_val(o))?;
                 program::Rhs::Field(rop)
             }
-            (Op::In | Op::Intersects | Op::PMatch, _) => {
-                let items = self.list_items(rhs);
-                if op == Op::PMatch {
-                    program::Rhs::Paths(PathSet::new(items.into_iter().map(String::into_bytes)))
+            (_, Rhs::Modified(m, list)) => {
+                if matches!(**list, Rhs::Field(_)) {
+                    return Err(invalid(
+                        format!("expected a list or a list name after '{}'", m.as_str()),
+                        offset,
+                    ));
+                }
+                let items = self.list_items(list);
+                if *m == Modifier::AnyOf && op == Op::Eq {
+                    // `= anyof (...)` is set membership, as libs optimizes it.
+                    self.set_rhs(Op::In, kind, items, &bad)?
                 } else {
-                    match kind {
-                        Kind::Text => program::Rhs::TextSet(TextSet::new(
-                            items.into_iter().map(String::into_bytes),
-                        )),
-                        Kind::Int => program::Rhs::IntSet(
-                            items
-                                .iter()
-                                .map(|i| parse_int(i).ok_or_else(|| bad("invalid number", i)))
-                                .collect::<Result<_, _>>()?,
-                        ),
-                        Kind::Float => program::Rhs::FloatSet(
-                            items
-                                .iter()
-                                .map(|i| i.trim().parse().map_err(|_| bad("invalid number", i)))
-                                .collect::<Result<_, _>>()?,
-                        ),
-                        Kind::Bool => program::Rhs::BoolSet(
-                            items
-                                .iter()
-                                .map(|i| {
-                                    crate::value::parse_bool(i)
-                                        .ok_or_else(|| bad("invalid bool", i))
-                                })
-                                .collect::<Result<_, _>>()?,
-                        ),
-                        Kind::Ip => program::Rhs::NetSet(
-                            items
-                                .iter()
-                                .map(|i| i.parse::<IpNet>().map_err(|_| bad("invalid address", i)))
-                                .collect::<Result<_, _>>()?,
-                        ),
-                    }
+                    let rhs = items
+                        .iter()
+                        .map(|(v, at)| self.scalar_rhs(op, kind, v, *at, &bad))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    program::Rhs::Multi(*m, rhs.into_boxed_slice())
                 }
             }
-            (_, Rhs::Value(v)) => self.scalar_rhs(op, kind, &v.text, &bad)?,
-            (_, Rhs::List(_) | Rhs::ListRef(_)) => {
-                return Err(CompileError::Invalid(format!(
-                    "operator '{}' does not take a list",
-                    op.as_str()
-                )));
+            (Op::In | Op::Intersects | Op::PMatch, _) => {
+                let items = self.list_items(rhs);
+                self.set_rhs(op, kind, items, &bad)?
+            }
+            (_, Rhs::Value(v)) => self.scalar_rhs(op, kind, &v.text, v.offset, &bad)?,
+            (_, Rhs::List(_) | Rhs::ListRef(..)) => {
+                return Err(invalid(
+                    format!("operator '{}' does not take a list", op.as_str()),
+                    op_offset,
+                ));
             }
             (_, Rhs::None) => {
-                return Err(CompileError::Invalid(format!(
-                    "operator '{}' needs a value",
-                    op.as_str()
-                )));
+                return Err(invalid(
+                    format!("operator '{}' needs a value", op.as_str()),
+                    op_offset,
+                ));
             }
         };
         Ok(Check {
@@ -306,13 +428,63 @@ impl<'a> Compiler<'a> {
         })
     }
 
+    /// The set a list operator (`in`, `intersects`, `pmatch`) compares with.
+    fn set_rhs(
+        &self,
+        op: Op,
+        kind: Kind,
+        items: Vec<Item>,
+        bad: &dyn Fn(&str, &str, usize) -> Located,
+    ) -> Result<program::Rhs, Located> {
+        if op == Op::PMatch {
+            return Ok(program::Rhs::Paths(PathSet::new(
+                items.into_iter().map(|(s, _)| s.into_bytes()),
+            )));
+        }
+        Ok(match kind {
+            Kind::Text => {
+                program::Rhs::TextSet(TextSet::new(items.into_iter().map(|(s, _)| s.into_bytes())))
+            }
+            Kind::Int => program::Rhs::IntSet(
+                items
+                    .iter()
+                    .map(|(i, at)| parse_int(i).ok_or_else(|| bad("invalid number", i, *at)))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Kind::Float => program::Rhs::FloatSet(
+                items
+                    .iter()
+                    .map(|(i, at)| i.trim().parse().map_err(|_| bad("invalid number", i, *at)))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Kind::Bool => program::Rhs::BoolSet(
+                items
+                    .iter()
+                    .map(|(i, at)| {
+                        crate::value::parse_bool(i).ok_or_else(|| bad("invalid bool", i, *at))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Kind::Ip => program::Rhs::NetSet(
+                items
+                    .iter()
+                    .map(|(i, at)| {
+                        i.parse::<IpNet>()
+                            .map_err(|_| bad("invalid address", i, *at))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
     fn scalar_rhs(
         &self,
         op: Op,
         kind: Kind,
         v: &str,
-        bad: &dyn Fn(&str, &str) -> CompileError,
-    ) -> Result<program::Rhs, CompileError> {
+        at: usize,
+        bad: &dyn Fn(&str, &str, usize) -> Located,
+    ) -> Result<program::Rhs, Located> {
         use program::Rhs as R;
         Ok(match op {
             Op::Contains => R::Finder(Box::new(
@@ -321,7 +493,7 @@ impl<'a> Compiler<'a> {
             Op::IContains => R::Lower(v.to_ascii_lowercase().into_bytes().into_boxed_slice()),
             Op::BContains | Op::BStartsWith => R::Text(
                 hex_decode(v)
-                    .ok_or_else(|| bad("invalid hex string", v))?
+                    .ok_or_else(|| bad("invalid hex string", v, at))?
                     .into_boxed_slice(),
             ),
             Op::StartsWith | Op::EndsWith => R::Text(v.as_bytes().into()),
@@ -329,21 +501,34 @@ impl<'a> Compiler<'a> {
             Op::IGlob => R::Glob(v.to_ascii_lowercase().into_bytes().into_boxed_slice()),
             Op::Regex => R::Regex(
                 regex::bytes::Regex::new(&format!("^(?:{v})$"))
-                    .map_err(|e| CompileError::Invalid(format!("invalid regex {v:?}: {e}")))?,
+                    .map_err(|e| invalid(format!("invalid regex {v:?}: {e}"), at))?,
             ),
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => match kind {
                 Kind::Text if matches!(op, Op::Eq | Op::Ne) => R::Text(v.as_bytes().into()),
                 Kind::Text | Kind::Int => {
-                    R::Int(parse_int(v).ok_or_else(|| bad("invalid number", v))?)
+                    R::Int(parse_int(v).ok_or_else(|| bad("invalid number", v, at))?)
                 }
-                Kind::Float => R::Float(v.trim().parse().map_err(|_| bad("invalid number", v))?),
+                Kind::Float => {
+                    R::Float(v.trim().parse().map_err(|_| bad("invalid number", v, at))?)
+                }
                 Kind::Bool => {
-                    R::Bool(crate::value::parse_bool(v).ok_or_else(|| bad("invalid bool", v))?)
+                    R::Bool(crate::value::parse_bool(v).ok_or_else(|| bad("invalid bool", v, at))?)
                 }
-                Kind::Ip => R::Net(v.parse::<IpNet>().map_err(|_| bad("invalid address", v))?),
+                Kind::Ip => R::Net(
+                    v.parse::<IpNet>()
+                        .map_err(|_| bad("invalid address", v, at))?,
+                ),
             },
             Op::In | Op::Intersects | Op::PMatch | Op::Exists => R::None,
         })
+    }
+}
+
+/// The offset of the field an operand reads.
+fn operand_offset(o: &Operand) -> usize {
+    match o {
+        Operand::Field { offset, .. } => *offset,
+        Operand::Transform(_, inner) => operand_offset(inner),
     }
 }
 
@@ -443,33 +628,38 @@ pub fn expand(e: &Expr, scope: &Scope<'_>, depth: usize, budget: &mut usize) -> 
             op,
             rhs,
             offset,
-        } => {
-            let rhs = match rhs {
-                Rhs::List(items) => {
-                    let mut out = Vec::new();
-                    for it in items {
-                        match scope.lists.get(&it.text) {
-                            Some(l) if !it.quoted => {
-                                out.extend(l.iter().map(|s| Lit::bare(s.clone())))
-                            }
-                            _ => out.push(it.clone()),
-                        }
-                    }
-                    Rhs::List(out)
-                }
-                Rhs::ListRef(name) => match scope.lists.get(name) {
-                    Some(l) => Rhs::List(l.iter().map(|s| Lit::bare(s.clone())).collect()),
-                    None => rhs.clone(),
-                },
-                other => other.clone(),
-            };
-            Expr::Check {
-                left: left.clone(),
-                op: *op,
-                rhs,
-                offset: *offset,
-            }
-        }
+            op_offset,
+        } => Expr::Check {
+            left: left.clone(),
+            op: *op,
+            rhs: expand_rhs(rhs, scope),
+            offset: *offset,
+            op_offset: *op_offset,
+        },
         Expr::Const(b) => Expr::Const(*b),
+    }
+}
+
+/// A right-hand side with its list names replaced by their items.
+fn expand_rhs(rhs: &Rhs, scope: &Scope<'_>) -> Rhs {
+    match rhs {
+        Rhs::List(items) => {
+            let mut out = Vec::new();
+            for it in items {
+                match scope.lists.get(&it.text) {
+                    Some(l) if !it.quoted => {
+                        out.extend(l.iter().map(|s| Lit::bare(s.clone(), it.offset)))
+                    }
+                    _ => out.push(it.clone()),
+                }
+            }
+            Rhs::List(out)
+        }
+        Rhs::ListRef(name, at) => match scope.lists.get(name) {
+            Some(l) => Rhs::List(l.iter().map(|s| Lit::bare(s.clone(), *at)).collect()),
+            None => rhs.clone(),
+        },
+        Rhs::Modified(m, list) => Rhs::Modified(*m, Box::new(expand_rhs(list, scope))),
+        other => other.clone(),
     }
 }

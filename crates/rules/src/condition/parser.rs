@@ -7,12 +7,14 @@
 //! Not       ::= 'not' Not | 'not(' Or ')' | Check
 //! Check     ::= '(' Or ')' | Operand Condition | Identifier          (a macro)
 //! Operand   ::= FieldName ('[' Arg ']')? | Transformer '(' Operand ')'
-//! Condition ::= 'exists' | NumOp NumValue | StrOp StrValue | ListOp ListValue
+//! Condition ::= 'exists' | NumOp NumValue | StrOp StrValue | StrOp Modifier ListValue
+//!             | ListOp ListValue
+//! Modifier  ::= 'oneof' | 'anyof' | 'allof'        (followed by a blank, then a ListValue)
 //! ListValue ::= '(' (StrValue (',' StrValue)*)? ')' | Identifier   (a list)
 //! StrValue  ::= QuotedStr | BareStr | 'val(' Field ')' | Transformer '(' Operand ')'
 //! ```
 
-use super::ast::{Expr, Lit, Op, Operand, Rhs, Transformer};
+use super::ast::{Expr, Lit, Modifier, Op, Operand, Rhs, Transformer};
 
 /// Deepest nesting of parentheses and `not`s accepted; deeper input is rejected, not overflowed.
 pub const MAX_DEPTH: usize = 200;
@@ -309,12 +311,14 @@ impl<'a> Parser<'a> {
 
     fn condition(&mut self, left: Operand, start: usize) -> Result<Expr, ParseError> {
         self.blank();
+        let op_offset = self.pos;
         if self.op_word("exists") {
             return Ok(Expr::Check {
                 left,
                 op: Op::Exists,
                 rhs: Rhs::None,
                 offset: start,
+                op_offset,
             });
         }
         for (t, op) in NUM_OPS {
@@ -329,13 +333,24 @@ impl<'a> Parser<'a> {
                     op: *op,
                     rhs,
                     offset: start,
+                    op_offset,
                 });
             }
         }
         for (t, op, word) in STR_OPS {
             let ok = if *word { self.op_word(t) } else { self.lit(t) };
             if ok {
-                self.blank();
+                let had_blank = self.blank();
+                if had_blank && let Some(m) = self.modifier() {
+                    let list = self.list_value()?;
+                    return Ok(Expr::Check {
+                        left,
+                        op: *op,
+                        rhs: Rhs::Modified(m, Box::new(list)),
+                        offset: start,
+                        op_offset,
+                    });
+                }
                 let rhs = match self.try_value_transformer()? {
                     Some(o) => Rhs::Field(o),
                     None => Rhs::Value(self.str_value()?),
@@ -345,6 +360,7 @@ impl<'a> Parser<'a> {
                     op: *op,
                     rhs,
                     offset: start,
+                    op_offset,
                 });
             }
         }
@@ -357,6 +373,7 @@ impl<'a> Parser<'a> {
                     op: *op,
                     rhs,
                     offset: start,
+                    op_offset,
                 });
             }
         }
@@ -365,6 +382,29 @@ impl<'a> Parser<'a> {
              'contains', 'icontains', 'bcontains', 'startswith', 'bstartswith', 'endswith', \
              'glob', 'iglob', 'regex', 'in', 'intersects', 'pmatch', 'exists'",
         ))
+    }
+
+    /// A list modifier (libs: `'oneof ' | 'anyof ' | 'allof '`), taken only when a blank and
+    /// then a list value (`(` or an identifier other than `and`/`or`/`not`) follow it;
+    /// otherwise nothing is consumed and the word is an ordinary value.
+    fn modifier(&mut self) -> Option<Modifier> {
+        let save = self.pos;
+        for m in Modifier::ALL {
+            if self.lit(m.as_str()) && self.blank() {
+                let r = self.rest();
+                let keyword = ["and", "or", "not"].iter().any(|k| {
+                    r.starts_with(k.as_bytes())
+                        && !r.get(k.len()).is_some_and(|c| c.is_ascii_alphanumeric())
+                });
+                let list_follows =
+                    r.first() == Some(&b'(') || r.first().is_some_and(u8::is_ascii_alphabetic);
+                if list_follows && !keyword {
+                    return Some(m);
+                }
+            }
+            self.pos = save;
+        }
+        None
     }
 
     /// A word operator: the word followed by a blank (or the end, for `exists`).
@@ -475,11 +515,12 @@ impl<'a> Parser<'a> {
     }
 
     fn str_value(&mut self) -> Result<Lit, ParseError> {
+        let at = self.pos;
         if let Some(q) = self.quoted()? {
-            return Ok(Lit::quoted(q));
+            return Ok(Lit::quoted(q, at));
         }
         if let Some(b) = self.bare_str() {
-            return Ok(Lit::bare(b));
+            return Ok(Lit::bare(b, at));
         }
         Err(self.err("expected a string value"))
     }
@@ -507,8 +548,9 @@ impl<'a> Parser<'a> {
             }
         }
         let s = self.src[self.pos..self.pos + n].to_owned();
+        let at = self.pos;
         self.pos += n;
-        Ok(Lit::bare(s))
+        Ok(Lit::bare(s, at))
     }
 
     fn list_value(&mut self) -> Result<Rhs, ParseError> {
@@ -534,8 +576,9 @@ impl<'a> Parser<'a> {
         if let Some(o) = self.try_value_transformer()? {
             return Ok(Rhs::Field(o));
         }
+        let at = self.pos;
         if let Some(id) = self.identifier() {
-            return Ok(Rhs::ListRef(id.to_owned()));
+            return Ok(Rhs::ListRef(id.to_owned(), at));
         }
         Err(self.err("expected a list or an identifier"))
     }

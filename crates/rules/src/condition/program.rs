@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::ast::{Op, Transformer};
+use super::ast::{Modifier, Op, Transformer};
 use super::matchers::{PathSet, TextSet, glob_match, icontains};
 use crate::event::Event;
 use crate::fields::{FieldArg, FieldId, FieldInfo, FieldRef};
@@ -82,6 +82,9 @@ pub enum Rhs {
     Regex(regex::bytes::Regex),
     /// `val(field)` or a transformed field.
     Field(Operand),
+    /// `OP oneof|anyof|allof (a, b)`: the operator against each item, combined by the
+    /// modifier. Never nested, never `Field`.
+    Multi(Modifier, Box<[Rhs]>),
 }
 
 #[derive(Debug)]
@@ -362,8 +365,29 @@ fn apply_transforms(ts: &[Transformer], input: &[u8], out: &mut Vec<u8>) {
 /// Compare one extracted value with the compiled right-hand side.
 #[inline]
 fn compare(c: &Check, v: &Value<'_>, rhs_field: &[u8]) -> bool {
+    compare_rhs(&c.rhs, c.op, v, rhs_field)
+}
+
+/// `op` between a value and each item of a modified list (libs `compare_rhs_with_mod`): an
+/// empty list matches nothing; `oneof` stops at the second match.
+fn compare_multi(m: Modifier, items: &[Rhs], op: Op, v: &Value<'_>) -> bool {
+    if items.is_empty() {
+        return false;
+    }
+    match m {
+        Modifier::AnyOf => items.iter().any(|r| compare_rhs(r, op, v, &[])),
+        Modifier::AllOf => items.iter().all(|r| compare_rhs(r, op, v, &[])),
+        Modifier::OneOf => {
+            let mut hits = items.iter().filter(|r| compare_rhs(r, op, v, &[]));
+            hits.next().is_some() && hits.next().is_none()
+        }
+    }
+}
+
+fn compare_rhs(rhs: &Rhs, op: Op, v: &Value<'_>, rhs_field: &[u8]) -> bool {
     use Op::*;
-    match (&c.rhs, c.op) {
+    match (rhs, op) {
+        (Rhs::Multi(m, items), op) => compare_multi(*m, items, op, v),
         (Rhs::Field(_), op) => with_text(v, |t| match op {
             Eq | In | Intersects => t == rhs_field,
             Ne => t != rhs_field,

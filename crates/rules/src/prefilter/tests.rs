@@ -254,3 +254,13 @@ fn a_directory_atom_covers_the_directory_itself() {
     // `fd.directory` of an fd of /etc/pam.d itself is /etc/pam.d.
     assert_eq!(paths(need(&text)), (vec!["/etc/pam.d".to_string()], vec![]));
 }
+
+#[test]
+fn syscall_names_here_are_event_types_libs_knows() {
+    for name in FDLESS.iter().chain(&OPEN_FAMILY) {
+        assert!(
+            crate::evttypes::is_event_type(name),
+            "{name} is not in libs' event table"
+        );
+    }
+}
