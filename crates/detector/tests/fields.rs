@@ -360,12 +360,13 @@ fn memfd_container_and_duration() {
     // Once the runtime answered, name and image are there.
     s.p.containers.insert(
         CONTAINER.to_owned(),
-        aerie_detector::state::runtime::ContainerInfo {
+        aerie_detector::container::ContainerInfo {
             name: "web".into(),
             image: "nginx:1.25".into(),
             image_repository: "nginx".into(),
             image_tag: "1.25".into(),
             privileged: true,
+            ..Default::default()
         },
     );
     let ev2 = s.event(20, "getpid", 0);

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use aerie_alert::Alert;
 use aerie_rules::{Engine, EngineConfig, Matches, RuleLoader};
 
+use crate::container::ContainerDb;
 use crate::fields::{EventCtx, SysEvent};
 use crate::state::apply::Tracker;
-use crate::state::runtime::ContainerDb;
 use crate::state::table::{ExecInfo, ProcessTable};
 use crate::state::users::UserDb;
 

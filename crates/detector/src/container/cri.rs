@@ -1,0 +1,334 @@
+//! The kubelet's Container Runtime Interface (`runtime.v1.RuntimeService`) on a unix socket:
+//! containerd and CRI-O. `ContainerStatus` and `PodSandboxStatus` with `verbose` give a
+//! container's name, image, mounts, privileges and its pod; `ListContainers` lists what
+//! already runs at start-up.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{
+    ContainerStatusRequest, ContainerStatusResponse, ListContainersRequest,
+    PodSandboxStatusRequest, PodSandboxStatusResponse, VersionRequest,
+};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::LookupError;
+use super::info::{ContainerInfo, Mount, PodInfo};
+use crate::state::container::SHORT_ID_LEN;
+
+/// A CRI runtime endpoint, connected on first use and again after a failure.
+pub struct CriRuntime {
+    socket: PathBuf,
+    client: Option<RuntimeServiceClient<Channel>>,
+    /// `containerd` or `cri-o` (Falco's `container.type`), from `Version`.
+    kind: &'static str,
+}
+
+impl CriRuntime {
+    pub fn new(socket: PathBuf) -> Self {
+        CriRuntime {
+            socket,
+            client: None,
+            kind: "cri",
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Falco's `container.type` for this runtime (known once connected).
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn err(&self, e: tonic::Status) -> LookupError {
+        LookupError::Rpc(
+            self.socket.display().to_string(),
+            e.code(),
+            e.message().to_owned(),
+        )
+    }
+
+    /// The connected client; connects (and asks `Version`) when there is none.
+    pub async fn client(&mut self) -> Result<RuntimeServiceClient<Channel>, LookupError> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let path = self.socket.clone();
+        let channel = Endpoint::try_from("http://[::]:50051")
+            .map_err(|e| LookupError::Connect(path.display().to_string(), e.to_string()))?
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await
+            .map_err(|e| {
+                LookupError::Connect(self.socket.display().to_string(), error_chain(&e))
+            })?;
+        let mut client = RuntimeServiceClient::new(channel);
+        let v = client
+            .version(VersionRequest {
+                version: "v1".into(),
+            })
+            .await
+            .map_err(|e| self.err(e))?
+            .into_inner();
+        self.kind = runtime_kind(&v.runtime_name);
+        tracing::info!(
+            socket = %self.socket.display(),
+            runtime = %v.runtime_name,
+            version = %v.runtime_version,
+            "connected to the CRI runtime"
+        );
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Forget the connection: the next call reconnects (the runtime may have restarted).
+    pub fn reset(&mut self) {
+        self.client = None;
+    }
+
+    /// Every container the runtime knows, by 12-character id.
+    pub async fn list(&mut self) -> Result<Vec<(String, ContainerInfo)>, LookupError> {
+        let mut client = self.client().await?;
+        let list = client
+            .list_containers(ListContainersRequest { filter: None })
+            .await
+            .map_err(|e| self.err(e))?
+            .into_inner();
+        let mut out = Vec::with_capacity(list.containers.len());
+        for c in list.containers {
+            if let Some(info) = inspect_with(&mut client, self.kind, &self.socket, &c.id).await? {
+                out.push((short(&c.id).to_owned(), info));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the runtime says about container `id` (its 12-character prefix is enough);
+    /// `Ok(None)` when it does not know it. The caller bounds the time.
+    pub async fn inspect(&mut self, id: &str) -> Result<Option<ContainerInfo>, LookupError> {
+        let mut client = self.client().await?;
+        inspect_with(&mut client, self.kind, &self.socket, id).await
+    }
+}
+
+/// The text of an error and its sources (tonic's transport errors say little at the top).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn short(id: &str) -> &str {
+    id.get(..SHORT_ID_LEN).unwrap_or(id)
+}
+
+/// `containerd` / `cri-o` as Falco names them, from `VersionResponse.runtime_name`.
+pub fn runtime_kind(runtime_name: &str) -> &'static str {
+    match runtime_name {
+        "containerd" => "containerd",
+        "cri-o" | "crio" => "cri-o",
+        _ => "cri",
+    }
+}
+
+pub(crate) async fn inspect_with(
+    client: &mut RuntimeServiceClient<Channel>,
+    kind: &'static str,
+    socket: &Path,
+    id: &str,
+) -> Result<Option<ContainerInfo>, LookupError> {
+    let rpc = |e: tonic::Status| {
+        LookupError::Rpc(
+            socket.display().to_string(),
+            e.code(),
+            e.message().to_owned(),
+        )
+    };
+    let status = match client
+        .container_status(ContainerStatusRequest {
+            container_id: id.to_owned(),
+            verbose: true,
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(e) if e.code() == tonic::Code::NotFound => return Ok(None),
+        Err(e) => return Err(rpc(e)),
+    };
+    let mut info = container_info(&status, kind)
+        .map_err(|why| LookupError::BadAnswer(socket.display().to_string(), why))?;
+    let sandbox = sandbox_id(&status);
+    if !sandbox.is_empty() {
+        match client
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: sandbox.clone(),
+                verbose: true,
+            })
+            .await
+        {
+            Ok(r) => info.pod = pod_info(&r.into_inner(), &sandbox),
+            // A container without its pod is still worth its own metadata.
+            Err(e) if e.code() == tonic::Code::NotFound => {}
+            Err(e) => return Err(rpc(e)),
+        }
+    }
+    Ok(Some(info))
+}
+
+/// The verbose `info` JSON (`{"info": "{...}"}`), when present and readable.
+fn verbose_info(info: &HashMap<String, String>) -> Option<serde_json::Value> {
+    let text = info.get("info")?;
+    match serde_json::from_str(text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::debug!("unreadable verbose CRI info: {e}");
+            None
+        }
+    }
+}
+
+/// The pod sandbox of a container: the verbose `sandboxID` (containerd, CRI-O), or the
+/// label the kubelet's runtimes set.
+fn sandbox_id(status: &ContainerStatusResponse) -> String {
+    if let Some(v) = verbose_info(&status.info)
+        && let Some(id) = v["sandboxID"].as_str()
+    {
+        return id.to_owned();
+    }
+    status
+        .status
+        .as_ref()
+        .and_then(|s| s.labels.get("io.kubernetes.sandbox.id"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A `ContainerStatus` answer as [`ContainerInfo`] (without the pod).
+pub fn container_info(
+    resp: &ContainerStatusResponse,
+    kind: &'static str,
+) -> Result<ContainerInfo, String> {
+    let s = resp
+        .status
+        .as_ref()
+        .ok_or_else(|| "ContainerStatus answer without a status".to_owned())?;
+    if s.id.is_empty() {
+        return Err("ContainerStatus answer without a container id".into());
+    }
+    let verbose = verbose_info(&resp.info);
+    let v = verbose.as_ref().unwrap_or(&serde_json::Value::Null);
+    let mut info = ContainerInfo {
+        full_id: s.id.clone(),
+        name: s
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .filter(|n| !n.is_empty())
+            .or_else(|| s.labels.get("io.kubernetes.container.name").cloned())
+            .unwrap_or_default(),
+        runtime: kind,
+        // containerd: the container's CRI config; CRI-O: a top-level flag.
+        privileged: v["config"]["linux"]["security_context"]["privileged"]
+            .as_bool()
+            .or_else(|| v["privileged"].as_bool())
+            .unwrap_or(false),
+        start_ts: u64::try_from(if s.started_at > 0 {
+            s.started_at
+        } else {
+            s.created_at
+        })
+        .unwrap_or(0),
+        ..ContainerInfo::default()
+    };
+    // The image as the pod spec names it; runtimes answer an image id (`sha256:...`) when
+    // the image has no tag, so fall back to what the container was created with.
+    let spec_image = s.image.as_ref().map(|i| i.image.as_str()).unwrap_or("");
+    let annotations = &v["runtimeSpec"]["annotations"];
+    let image = [
+        Some(spec_image),
+        v["config"]["image"]["image"].as_str(),
+        annotations["io.kubernetes.cri.image-name"].as_str(),
+        annotations["io.kubernetes.cri-o.ImageName"].as_str(),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|i| !i.is_empty() && !i.starts_with("sha256:"))
+    .unwrap_or(spec_image);
+    if let Some((_, digest)) = s.image_ref.split_once('@') {
+        info.image_digest = digest.to_owned();
+    }
+    let image_id = s.image_ref.strip_prefix("sha256:").unwrap_or("");
+    info.image_id = image_id.chars().take(SHORT_ID_LEN).collect();
+    info.set_image(image);
+    info.set_mounts(
+        s.mounts
+            .iter()
+            .map(|m| Mount {
+                source: m.host_path.clone(),
+                dest: m.container_path.clone(),
+                mode: String::new(),
+                rdwr: !m.readonly,
+                propagation: match m.propagation {
+                    1 => "rslave",
+                    2 => "rshared",
+                    _ => "private",
+                }
+                .to_owned(),
+            })
+            .collect(),
+    );
+    Ok(info)
+}
+
+/// A `PodSandboxStatus` answer as [`PodInfo`]; `None` when it carries no pod metadata.
+pub fn pod_info(resp: &PodSandboxStatusResponse, sandbox_id: &str) -> Option<PodInfo> {
+    let s = resp.status.as_ref()?;
+    let m = s.metadata.as_ref()?;
+    let mut pod = PodInfo {
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+        uid: m.uid.clone(),
+        sandbox_id: if s.id.is_empty() {
+            sandbox_id.to_owned()
+        } else {
+            s.id.clone()
+        },
+        ip: s.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default(),
+        ..PodInfo::default()
+    };
+    pod.set_labels(
+        s.labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    );
+    Some(pod)
+}
+
+/// Bound `fut` by `timeout`; a timeout is [`LookupError::Timeout`].
+pub async fn bounded<T>(
+    socket: &Path,
+    timeout: Duration,
+    fut: impl std::future::Future<Output = Result<T, LookupError>>,
+) -> Result<T, LookupError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(LookupError::Timeout(socket.display().to_string(), timeout)),
+    }
+}

@@ -1,0 +1,218 @@
+//! The lookup task: asks the runtimes about container ids sent by the event loop and sends
+//! back what they said. Every lookup is bounded by the metadata timeout as a whole; a
+//! runtime that fails or times out is reconnected on the next lookup, so a restarted
+//! containerd is picked up without restarting the detector.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::cri::{CriRuntime, bounded};
+use super::{ContainerInfo, LookupError, docker, docker_api_kind};
+use crate::metrics::Metrics;
+
+/// What the runtimes said about one 12-character id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Found(String, ContainerInfo),
+    /// No runtime knows it (every one answered "not found", or none is there).
+    Unknown(String),
+    /// A runtime failed or timed out: worth asking again later.
+    Failed(String),
+}
+
+impl Answer {
+    pub fn id(&self) -> &str {
+        match self {
+            Answer::Found(id, _) | Answer::Unknown(id) | Answer::Failed(id) => id,
+        }
+    }
+}
+
+/// Where and how long to ask.
+#[derive(Debug, Clone)]
+pub struct LookupConfig {
+    /// CRI sockets, tried first, in order.
+    pub cri_sockets: Vec<PathBuf>,
+    /// Docker Engine API sockets, tried after the CRI ones.
+    pub docker_sockets: Vec<PathBuf>,
+    /// Bound of one lookup (all runtimes together) and of the start-up listing.
+    pub timeout: Duration,
+}
+
+/// The event loop's end: send ids, receive answers.
+pub struct Lookups {
+    requests: mpsc::UnboundedSender<String>,
+    pub answers: mpsc::UnboundedReceiver<Answer>,
+}
+
+impl Lookups {
+    /// Ask about `id`; the answer comes on `answers`.
+    pub fn ask(&self, id: String) {
+        let _ = self.requests.send(id);
+    }
+}
+
+/// Start the lookup task. It first lists the containers the CRI runtimes already run and
+/// sends them as answers, then serves requests.
+pub fn start(cfg: LookupConfig, metrics: Arc<Metrics>) -> Lookups {
+    let (req_tx, req_rx) = mpsc::unbounded_channel();
+    let (ans_tx, ans_rx) = mpsc::unbounded_channel();
+    tokio::spawn(serve(cfg, metrics, req_rx, ans_tx));
+    Lookups {
+        requests: req_tx,
+        answers: ans_rx,
+    }
+}
+
+/// One runtime to ask within a lookup.
+enum Ask {
+    Cri {
+        index: usize,
+        client:
+            k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
+        kind: &'static str,
+        socket: PathBuf,
+    },
+    Docker {
+        socket: PathBuf,
+    },
+}
+
+async fn serve(
+    cfg: LookupConfig,
+    metrics: Arc<Metrics>,
+    mut requests: mpsc::UnboundedReceiver<String>,
+    answers: mpsc::UnboundedSender<Answer>,
+) {
+    let mut cris: Vec<CriRuntime> = cfg
+        .cri_sockets
+        .iter()
+        .cloned()
+        .map(CriRuntime::new)
+        .collect();
+    // Containers already running: listed once.
+    for rt in &mut cris {
+        if !rt.socket().exists() {
+            continue;
+        }
+        let socket = rt.socket().to_path_buf();
+        match bounded(&socket, cfg.timeout * 20, rt.list()).await {
+            Ok(list) => {
+                tracing::info!(
+                    socket = %socket.display(),
+                    containers = list.len(),
+                    "listed running containers"
+                );
+                for (id, info) in list {
+                    let _ = answers.send(Answer::Found(id, info));
+                }
+            }
+            Err(e) => {
+                metrics
+                    .containers
+                    .count_error(matches!(e, LookupError::Timeout(..)));
+                tracing::warn!("{e}; containers already running get metadata as they are seen");
+                rt.reset();
+            }
+        }
+    }
+    let (reset_tx, mut reset_rx) = mpsc::unbounded_channel::<usize>();
+    loop {
+        tokio::select! {
+            Some(index) = reset_rx.recv() => cris[index].reset(),
+            req = requests.recv() => {
+                let Some(id) = req else { break };
+                metrics.containers.count_lookup();
+                let mut plan = Vec::new();
+                for (index, rt) in cris.iter_mut().enumerate() {
+                    if !rt.socket().exists() {
+                        continue;
+                    }
+                    let socket = rt.socket().to_path_buf();
+                    match bounded(&socket, cfg.timeout, rt.client()).await {
+                        Ok(client) => plan.push(Ask::Cri { index, client, kind: rt.kind(), socket }),
+                        Err(e) => {
+                            metrics.containers.count_error(matches!(e, LookupError::Timeout(..)));
+                            tracing::warn!("{e}");
+                            rt.reset();
+                        }
+                    }
+                }
+                let had_cri = plan.len();
+                plan.extend(
+                    cfg.docker_sockets
+                        .iter()
+                        .filter(|s| s.exists())
+                        .map(|s| Ask::Docker { socket: s.clone() }),
+                );
+                let failed_connect = had_cri < cris.iter().filter(|r| r.socket().exists()).count();
+                let answers = answers.clone();
+                let reset_tx = reset_tx.clone();
+                let metrics = metrics.clone();
+                let timeout = cfg.timeout;
+                tokio::spawn(async move {
+                    let answer = ask_all(&id, plan, timeout, &metrics, &reset_tx, failed_connect).await;
+                    let _ = answers.send(answer);
+                });
+            }
+        }
+    }
+}
+
+/// Ask each runtime in `plan` in turn until one knows `id`; all of it within `timeout`.
+async fn ask_all(
+    id: &str,
+    plan: Vec<Ask>,
+    timeout: Duration,
+    metrics: &Metrics,
+    reset: &mpsc::UnboundedSender<usize>,
+    mut failed: bool,
+) -> Answer {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for ask in plan {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (result, index, socket) = match ask {
+            Ask::Cri {
+                index,
+                mut client,
+                kind,
+                socket,
+            } => {
+                let r = bounded(
+                    &socket,
+                    left,
+                    super::cri::inspect_with(&mut client, kind, &socket, id),
+                )
+                .await;
+                (r, Some(index), socket)
+            }
+            Ask::Docker { socket } => {
+                let kind = docker_api_kind(&socket);
+                let r = bounded(&socket, left, docker::inspect(&socket, kind, id)).await;
+                (r, None, socket)
+            }
+        };
+        match result {
+            Ok(Some(info)) => return Answer::Found(id.to_owned(), info),
+            Ok(None) => {}
+            Err(e) => {
+                failed = true;
+                metrics
+                    .containers
+                    .count_error(matches!(e, LookupError::Timeout(..)));
+                tracing::warn!(container = id, socket = %socket.display(), "{e}");
+                if let Some(i) = index {
+                    let _ = reset.send(i);
+                }
+            }
+        }
+    }
+    if failed {
+        Answer::Failed(id.to_owned())
+    } else {
+        Answer::Unknown(id.to_owned())
+    }
+}
