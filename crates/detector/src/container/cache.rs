@@ -69,11 +69,13 @@ impl ContainerDb {
         self.failed.insert(id.to_owned());
     }
 
-    /// Let the failed lookups be asked again (called periodically).
-    pub fn retry_failed(&mut self) {
-        for id in self.failed.drain() {
-            self.asked.remove(&id);
-        }
+    /// The failed lookups, to be asked again now (called periodically); they stay marked
+    /// as asked until their new answer.
+    pub fn retry_failed(&mut self) -> Vec<String> {
+        self.failed
+            .drain()
+            .filter(|id| self.asked.contains(id))
+            .collect()
     }
 
     /// Whether `id` should be looked up now (first sight); marks it as asked.

@@ -138,6 +138,15 @@ fn short(id: &str) -> &str {
     id.get(..SHORT_ID_LEN).unwrap_or(id)
 }
 
+/// The static name of a `container.type` already normalised by [`runtime_kind`].
+fn runtime_kind_static(kind: &str) -> &'static str {
+    match kind {
+        "containerd" => "containerd",
+        "cri-o" => "cri-o",
+        _ => "cri",
+    }
+}
+
 /// `containerd` / `cri-o` as Falco names them, from `VersionResponse.runtime_name`.
 pub fn runtime_kind(runtime_name: &str) -> &'static str {
     match runtime_name {
@@ -149,10 +158,11 @@ pub fn runtime_kind(runtime_name: &str) -> &'static str {
 
 pub(crate) async fn inspect_with(
     client: &mut RuntimeServiceClient<Channel>,
-    kind: &'static str,
+    kind: &str,
     socket: &Path,
     id: &str,
 ) -> Result<Option<ContainerInfo>, LookupError> {
+    let kind = runtime_kind_static(kind);
     let rpc = |e: tonic::Status| {
         LookupError::Rpc(
             socket.display().to_string(),
@@ -168,7 +178,20 @@ pub(crate) async fn inspect_with(
         .await
     {
         Ok(r) => r.into_inner(),
-        Err(e) if e.code() == tonic::Code::NotFound => return Ok(None),
+        // Not a container: perhaps a pod's sandbox (its pause process has a cgroup too).
+        Err(e) if e.code() == tonic::Code::NotFound => {
+            return match client
+                .pod_sandbox_status(PodSandboxStatusRequest {
+                    pod_sandbox_id: id.to_owned(),
+                    verbose: true,
+                })
+                .await
+            {
+                Ok(r) => Ok(sandbox_info(&r.into_inner(), kind)),
+                Err(e) if e.code() == tonic::Code::NotFound => Ok(None),
+                Err(e) => Err(rpc(e)),
+            };
+        }
         Err(e) => return Err(rpc(e)),
     };
     let mut info = container_info(&status, kind)
@@ -294,6 +317,31 @@ pub fn container_info(
             .collect(),
     );
     Ok(info)
+}
+
+/// A pod sandbox seen as a container (Falco reports the sandbox's pause process with its
+/// pod): named after the pod, with the sandbox image and privileges from the verbose info.
+pub fn sandbox_info(resp: &PodSandboxStatusResponse, kind: &'static str) -> Option<ContainerInfo> {
+    let s = resp.status.as_ref()?;
+    let v = verbose_info(&resp.info).unwrap_or(serde_json::Value::Null);
+    let mut info = ContainerInfo {
+        full_id: s.id.clone(),
+        name: s
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default(),
+        runtime: kind,
+        privileged: v["config"]["linux"]["security_context"]["privileged"]
+            .as_bool()
+            .or_else(|| v["privileged"].as_bool())
+            .unwrap_or(false),
+        start_ts: u64::try_from(s.created_at).unwrap_or(0),
+        pod: pod_info(resp, &s.id),
+        ..ContainerInfo::default()
+    };
+    info.set_image(v["image"].as_str().unwrap_or(""));
+    Some(info)
 }
 
 /// A `PodSandboxStatus` answer as [`PodInfo`]; `None` when it carries no pod metadata.

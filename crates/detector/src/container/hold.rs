@@ -20,6 +20,8 @@ struct Held {
 }
 
 /// What to do with an offered event.
+// Returned by value once per event: boxing the event would allocate on the event path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Offer {
     /// Not held: judge it now.

@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 /// What the runtimes said about one 12-character id.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
-    Found(String, ContainerInfo),
+    Found(String, Box<ContainerInfo>),
     /// No runtime knows it (every one answered "not found", or none is there).
     Unknown(String),
     /// A runtime failed or timed out: worth asking again later.
@@ -107,7 +107,7 @@ async fn serve(
                     "listed running containers"
                 );
                 for (id, info) in list {
-                    let _ = answers.send(Answer::Found(id, info));
+                    let _ = answers.send(Answer::Found(id, Box::new(info)));
                 }
             }
             Err(e) => {
@@ -148,7 +148,9 @@ async fn serve(
                         .filter(|s| s.exists())
                         .map(|s| Ask::Docker { socket: s.clone() }),
                 );
-                let failed_connect = had_cri < cris.iter().filter(|r| r.socket().exists()).count();
+                // No runtime reachable (none up yet, or restarting): worth asking again.
+                let failed_connect = had_cri < cris.iter().filter(|r| r.socket().exists()).count()
+                    || (plan.is_empty() && !(cris.is_empty() && cfg.docker_sockets.is_empty()));
                 let answers = answers.clone();
                 let reset_tx = reset_tx.clone();
                 let metrics = metrics.clone();
@@ -162,7 +164,12 @@ async fn serve(
     }
 }
 
+/// How long to wait before asking again about an id no runtime knows yet.
+const RETRY_UNKNOWN: Duration = Duration::from_millis(100);
+
 /// Ask each runtime in `plan` in turn until one knows `id`; all of it within `timeout`.
+/// A CRI runtime registers a pod's sandbox only once its first process runs, so an id no
+/// runtime knows is asked again until the deadline.
 async fn ask_all(
     id: &str,
     plan: Vec<Ask>,
@@ -172,43 +179,51 @@ async fn ask_all(
     mut failed: bool,
 ) -> Answer {
     let deadline = tokio::time::Instant::now() + timeout;
-    for ask in plan {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let (result, index, socket) = match ask {
-            Ask::Cri {
-                index,
-                mut client,
-                kind,
-                socket,
-            } => {
-                let r = bounded(
-                    &socket,
-                    left,
-                    super::cri::inspect_with(&mut client, kind, &socket, id),
-                )
-                .await;
-                (r, Some(index), socket)
-            }
-            Ask::Docker { socket } => {
-                let kind = docker_api_kind(&socket);
-                let r = bounded(&socket, left, docker::inspect(&socket, kind, id)).await;
-                (r, None, socket)
-            }
-        };
-        match result {
-            Ok(Some(info)) => return Answer::Found(id.to_owned(), info),
-            Ok(None) => {}
-            Err(e) => {
-                failed = true;
-                metrics
-                    .containers
-                    .count_error(matches!(e, LookupError::Timeout(..)));
-                tracing::warn!(container = id, socket = %socket.display(), "{e}");
-                if let Some(i) = index {
-                    let _ = reset.send(i);
+    let retry = plan.iter().any(|a| matches!(a, Ask::Cri { .. }));
+    loop {
+        for ask in &plan {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let (result, index, socket) = match ask {
+                Ask::Cri {
+                    index,
+                    client,
+                    kind,
+                    socket,
+                } => {
+                    let mut client = client.clone();
+                    let r = bounded(
+                        socket,
+                        left,
+                        super::cri::inspect_with(&mut client, kind, socket, id),
+                    )
+                    .await;
+                    (r, Some(*index), socket)
+                }
+                Ask::Docker { socket } => {
+                    let kind = docker_api_kind(socket);
+                    let r = bounded(socket, left, docker::inspect(socket, kind, id)).await;
+                    (r, None, socket)
+                }
+            };
+            match result {
+                Ok(Some(info)) => return Answer::Found(id.to_owned(), Box::new(info)),
+                Ok(None) => {}
+                Err(e) => {
+                    failed = true;
+                    metrics
+                        .containers
+                        .count_error(matches!(e, LookupError::Timeout(..)));
+                    tracing::warn!(container = id, socket = %socket.display(), "{e}");
+                    if let Some(i) = index {
+                        let _ = reset.send(i);
+                    }
                 }
             }
         }
+        if failed || !retry || tokio::time::Instant::now() + RETRY_UNKNOWN >= deadline {
+            break;
+        }
+        tokio::time::sleep(RETRY_UNKNOWN).await;
     }
     if failed {
         Answer::Failed(id.to_owned())

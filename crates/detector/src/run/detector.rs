@@ -59,6 +59,8 @@ pub const STATE_SYSCALLS: &[&str] = &[
 
 /// How often counters are published and housekeeping runs.
 const TICK: Duration = Duration::from_secs(1);
+/// How often (in ticks) container lookups that failed are tried again.
+const RETRY_EVERY: u32 = 2;
 /// How often processes whose exit we missed are swept.
 const SWEEP_EVERY: u32 = 30;
 
@@ -312,7 +314,7 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
             Some(answer) = lookups.answers.recv() => {
                 let id = answer.id().to_owned();
                 match answer {
-                    Answer::Found(id, info) => pipeline.containers.insert(id, info),
+                    Answer::Found(id, info) => pipeline.containers.insert(id, *info),
                     Answer::Unknown(_) => {}
                     Answer::Failed(id) => pipeline.containers.mark_failed(&id),
                 }
@@ -346,7 +348,11 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
                     }
                 }
                 pipeline.users.refresh_if_changed();
-                pipeline.containers.retry_failed();
+                if ticks.is_multiple_of(RETRY_EVERY) {
+                    for id in pipeline.containers.retry_failed() {
+                        lookups.ask(id);
+                    }
+                }
                 if ticks.is_multiple_of(SWEEP_EVERY) {
                     pipeline.tracker.table.sweep_dead();
                     // Containers with no process left are gone (or idle): forget them.
