@@ -380,3 +380,169 @@ pub async fn bounded<T>(
         Err(_) => Err(LookupError::Timeout(socket.display().to_string(), timeout)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_cri::v1::{
+        ContainerMetadata, ContainerStatus, ImageSpec, Mount as CriMount, PodSandboxMetadata,
+        PodSandboxNetworkStatus, PodSandboxStatus,
+    };
+
+    const ID: &str = "9b1f2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    const SANDBOX: &str = "5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c";
+
+    fn status(image: &str, image_ref: &str, info: &str) -> ContainerStatusResponse {
+        ContainerStatusResponse {
+            status: Some(ContainerStatus {
+                id: ID.into(),
+                metadata: Some(ContainerMetadata {
+                    name: "nginx".into(),
+                    attempt: 0,
+                }),
+                state: 1,
+                created_at: 1_700_000_000_000_000_000,
+                started_at: 1_700_000_001_000_000_000,
+                image: Some(ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                image_ref: image_ref.into(),
+                mounts: vec![
+                    CriMount {
+                        container_path: "/host/etc".into(),
+                        host_path: "/etc".into(),
+                        readonly: true,
+                        propagation: 1,
+                        ..Default::default()
+                    },
+                    CriMount {
+                        container_path: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+                        host_path: "/var/lib/kubelet/pods/x/volumes/token".into(),
+                        readonly: false,
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }),
+            info: [("info".to_owned(), info.to_owned())].into_iter().collect(),
+        }
+    }
+
+    /// The shape of containerd 1.6's verbose `info` (abridged): the CRI config it was
+    /// created with, under `config`.
+    const CONTAINERD_INFO: &str = r#"{"sandboxID":"5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c","pid":4242,"removing":false,"snapshotKey":"k","snapshotter":"overlayfs","runtimeType":"io.containerd.runc.v2","config":{"metadata":{"name":"nginx"},"image":{"image":"docker.io/library/nginx:1.25"},"linux":{"security_context":{"privileged":true,"namespace_options":{"pid":1}}}},"runtimeSpec":{"annotations":{"io.kubernetes.cri.image-name":"docker.io/library/nginx:1.25"}}}"#;
+
+    /// The shape of CRI-O's verbose `info` (abridged): `privileged` at the top level and
+    /// the image name in the runtime spec's annotations.
+    const CRIO_INFO: &str = r#"{"sandboxID":"5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c","pid":4243,"privileged":true,"runtimeSpec":{"annotations":{"io.kubernetes.cri-o.ImageName":"quay.io/team/app:2.1","io.kubernetes.cri-o.Name":"k8s_app_web-0_shop_uid_0"}}}"#;
+
+    #[test]
+    fn containerd_status_becomes_container_info() {
+        let resp = status(
+            "docker.io/library/nginx:1.25",
+            "docker.io/library/nginx@sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd53c9b31",
+            CONTAINERD_INFO,
+        );
+        let c = container_info(&resp, "containerd").unwrap();
+        assert_eq!(c.full_id, ID);
+        assert_eq!(c.name, "nginx");
+        assert_eq!(c.runtime, "containerd");
+        assert_eq!(c.image, "docker.io/library/nginx:1.25");
+        assert_eq!(c.image_repository, "docker.io/library/nginx");
+        assert_eq!(c.image_tag, "1.25");
+        assert_eq!(
+            c.image_digest,
+            "sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd53c9b31"
+        );
+        assert!(c.privileged);
+        assert_eq!(c.start_ts, 1_700_000_001_000_000_000);
+        assert_eq!(
+            c.mounts_text,
+            "/etc:/host/etc::false:rslave,/var/lib/kubelet/pods/x/volumes/token:/var/run/secrets/kubernetes.io/serviceaccount::true:private"
+        );
+        assert_eq!(sandbox_id(&resp), SANDBOX);
+    }
+
+    #[test]
+    fn crio_status_becomes_container_info() {
+        // CRI-O answers the image id when the image has no tag; the name comes from the
+        // runtime spec's annotation.
+        let image_id = "sha256:8f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5c4b3a2918";
+        let resp = status(image_id, image_id, CRIO_INFO);
+        let c = container_info(&resp, runtime_kind("cri-o")).unwrap();
+        assert_eq!(c.runtime, "cri-o");
+        assert_eq!(c.image, "quay.io/team/app:2.1");
+        assert_eq!(c.image_repository, "quay.io/team/app");
+        assert_eq!(c.image_id, "8f7e6d5c4b3a");
+        assert!(c.privileged);
+        assert_eq!(sandbox_id(&resp), SANDBOX);
+    }
+
+    #[test]
+    fn unreadable_answers_are_errors_or_partial_never_panics() {
+        let mut resp = status("busybox", "", "{not json");
+        // Garbage verbose info: the rest still counts.
+        let c = container_info(&resp, "containerd").unwrap();
+        assert_eq!(c.image, "busybox");
+        assert!(!c.privileged);
+        assert_eq!(sandbox_id(&resp), "");
+        resp.status = None;
+        assert!(container_info(&resp, "containerd").is_err());
+        let empty = ContainerStatusResponse {
+            status: Some(ContainerStatus::default()),
+            info: HashMap::new(),
+        };
+        assert!(container_info(&empty, "containerd").is_err());
+    }
+
+    #[test]
+    fn pod_sandbox_gives_the_pod_and_the_pause_container() {
+        let resp = PodSandboxStatusResponse {
+            status: Some(PodSandboxStatus {
+                id: SANDBOX.into(),
+                metadata: Some(PodSandboxMetadata {
+                    name: "web-0".into(),
+                    uid: "0f1e2d3c-aaaa-bbbb-cccc-0123456789ab".into(),
+                    namespace: "shop".into(),
+                    attempt: 0,
+                }),
+                created_at: 1_700_000_000_000_000_000,
+                network: Some(PodSandboxNetworkStatus {
+                    ip: "10.42.0.7".into(),
+                    ..Default::default()
+                }),
+                labels: [
+                    ("app".to_owned(), "web".to_owned()),
+                    ("io.kubernetes.pod.name".to_owned(), "web-0".to_owned()),
+                ]
+                .into_iter()
+                .collect(),
+                ..Default::default()
+            }),
+            info: [(
+                "info".to_owned(),
+                r#"{"image":"registry.k8s.io/pause:3.9","config":{"linux":{"security_context":{"privileged":false}}}}"#.to_owned(),
+            )]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let pod = pod_info(&resp, "").unwrap();
+        assert_eq!(
+            (pod.name.as_str(), pod.namespace.as_str(), pod.ip.as_str()),
+            ("web-0", "shop", "10.42.0.7")
+        );
+        assert_eq!(pod.uid, "0f1e2d3c-aaaa-bbbb-cccc-0123456789ab");
+        assert_eq!(pod.labels_text, "[app:web, io.kubernetes.pod.name:web-0]");
+        assert_eq!(pod.label("app"), Some("web"));
+        let pause = sandbox_info(&resp, "containerd").unwrap();
+        assert_eq!(pause.name, "web-0");
+        assert_eq!(pause.image_repository, "registry.k8s.io/pause");
+        assert_eq!(
+            pause.pod.as_ref().map(|p| p.sandbox_id.as_str()),
+            Some(SANDBOX)
+        );
+        assert!(pod_info(&PodSandboxStatusResponse::default(), "").is_none());
+    }
+}

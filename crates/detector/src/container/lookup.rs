@@ -87,37 +87,35 @@ async fn serve(
     mut requests: mpsc::UnboundedReceiver<String>,
     answers: mpsc::UnboundedSender<Answer>,
 ) {
-    let mut cris: Vec<CriRuntime> = cfg
-        .cri_sockets
-        .iter()
-        .cloned()
-        .map(CriRuntime::new)
-        .collect();
-    // Containers already running: listed once.
-    for rt in &mut cris {
-        if !rt.socket().exists() {
-            continue;
-        }
-        let socket = rt.socket().to_path_buf();
-        match bounded(&socket, cfg.timeout * 20, rt.list()).await {
-            Ok(list) => {
-                tracing::info!(
-                    socket = %socket.display(),
-                    containers = list.len(),
-                    "listed running containers"
-                );
-                for (id, info) in list {
-                    let _ = answers.send(Answer::Found(id, Box::new(info)));
+    let cris_cfg = cfg.cri_sockets.clone();
+    let mut cris: Vec<CriRuntime> = cris_cfg.iter().cloned().map(CriRuntime::new).collect();
+    // Containers already running: listed once, on connections of their own, so that a
+    // slow runtime delays neither the other runtimes nor the lookups.
+    for socket in cris_cfg.into_iter().filter(|s| s.exists()) {
+        let answers = answers.clone();
+        let metrics = metrics.clone();
+        let bound = cfg.timeout * 20;
+        tokio::spawn(async move {
+            let mut rt = CriRuntime::new(socket.clone());
+            match bounded(&socket, bound, rt.list()).await {
+                Ok(list) => {
+                    tracing::info!(
+                        socket = %socket.display(),
+                        containers = list.len(),
+                        "listed running containers"
+                    );
+                    for (id, info) in list {
+                        let _ = answers.send(Answer::Found(id, Box::new(info)));
+                    }
+                }
+                Err(e) => {
+                    metrics
+                        .containers
+                        .count_error(matches!(e, LookupError::Timeout(..)));
+                    tracing::warn!("{e}; containers already running get metadata as they are seen");
                 }
             }
-            Err(e) => {
-                metrics
-                    .containers
-                    .count_error(matches!(e, LookupError::Timeout(..)));
-                tracing::warn!("{e}; containers already running get metadata as they are seen");
-                rt.reset();
-            }
-        }
+        });
     }
     let (reset_tx, mut reset_rx) = mpsc::unbounded_channel::<usize>();
     loop {
@@ -229,5 +227,94 @@ async fn ask_all(
         Answer::Failed(id.to_owned())
     } else {
         Answer::Unknown(id.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use tokio::io::AsyncWriteExt;
+
+    const ID: &str = "3f2a9c1b7d4e";
+
+    fn sock(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("aerie-lookup-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("cri.sock")
+    }
+
+    fn cfg(cri: Vec<PathBuf>, timeout_ms: u64) -> LookupConfig {
+        LookupConfig {
+            cri_sockets: cri,
+            docker_sockets: Vec::new(),
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    async fn answer(l: &mut Lookups) -> Answer {
+        tokio::time::timeout(Duration::from_secs(20), l.answers.recv())
+            .await
+            .expect("no answer within 20 s")
+            .expect("lookup task ended")
+    }
+
+    #[tokio::test]
+    async fn a_hanging_runtime_is_bounded_by_the_timeout() {
+        let path = sock("hang");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        // Accepts, reads nothing, answers nothing.
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((c, _)) = listener.accept().await {
+                held.push(c);
+            }
+        });
+        let metrics = Arc::new(Metrics::default());
+        let mut l = start(cfg(vec![path.clone()], 300), metrics.clone());
+        let t0 = Instant::now();
+        l.ask(ID.into());
+        assert_eq!(answer(&mut l).await, Answer::Failed(ID.into()));
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        assert!(metrics.containers.timeouts() >= 1);
+        assert_eq!(metrics.containers.lookups(), 1);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_garbage_answer_is_an_error_not_a_panic() {
+        let path = sock("garbage");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = listener.accept().await {
+                let _ = c
+                    .write_all(b"HTTP/1.1 200 OK\r\n\r\n\x00\xff garbage \x13\x37")
+                    .await;
+                let _ = c.shutdown().await;
+            }
+        });
+        let metrics = Arc::new(Metrics::default());
+        let mut l = start(cfg(vec![path.clone()], 2000), metrics.clone());
+        l.ask(ID.into());
+        assert_eq!(answer(&mut l).await, Answer::Failed(ID.into()));
+        assert!(metrics.containers.errors() + metrics.containers.timeouts() >= 1);
+        // The task is still there: a second question gets its answer too.
+        l.ask("0123456789ab".into());
+        assert_eq!(answer(&mut l).await, Answer::Failed("0123456789ab".into()));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[tokio::test]
+    async fn no_runtime_configured_means_unknown_and_absent_ones_mean_retry() {
+        let metrics = Arc::new(Metrics::default());
+        let mut none = start(cfg(Vec::new(), 100), metrics.clone());
+        none.ask(ID.into());
+        assert_eq!(answer(&mut none).await, Answer::Unknown(ID.into()));
+        // Configured but not (yet) there, e.g. containerd restarting: ask again later.
+        let mut absent = start(cfg(vec![sock("absent")], 100), metrics);
+        absent.ask(ID.into());
+        assert_eq!(answer(&mut absent).await, Answer::Failed(ID.into()));
     }
 }
