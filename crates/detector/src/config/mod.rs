@@ -478,6 +478,51 @@ mod tests {
     }
 
     #[test]
+    fn container_section_resolves_sockets_under_host_root() {
+        let d = tmpdir("container");
+        let p = write(
+            &d,
+            "host_root: /host\ncontainer:\n  cri_sockets: [/run/containerd/containerd.sock]\n  metadata_timeout_ms: 250\n",
+        );
+        let cfg = DetectorConfig::load_with_env(
+            &p,
+            true,
+            [(
+                "AERIE_DETECTOR__CONTAINER__DOCKER_SOCKETS".into(),
+                "/var/run/docker.sock,/run/podman/podman.sock".into(),
+            )],
+        )
+        .unwrap();
+        let l = cfg.container.lookup(&cfg.host_root);
+        assert_eq!(
+            l.cri_sockets,
+            [PathBuf::from("/host/run/containerd/containerd.sock")]
+        );
+        assert_eq!(
+            l.docker_sockets,
+            [
+                PathBuf::from("/host/var/run/docker.sock"),
+                PathBuf::from("/host/run/podman/podman.sock")
+            ]
+        );
+        assert_eq!(l.timeout, std::time::Duration::from_millis(250));
+        // Defaults: containerd, k3s, CRI-O; 500 ms.
+        let def = ContainerConfig::default().lookup(Path::new(""));
+        assert_eq!(def.cri_sockets.len(), 3);
+        assert_eq!(def.timeout, std::time::Duration::from_millis(500));
+        let p = write(&d, "container:\n  metadata_timeout_ms: 0\n");
+        let err = DetectorConfig::load_with_env(&p, true, [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("container.metadata_timeout_ms"), "{err}");
+        let p = write(&d, "container:\n  cri_socket: /x\n");
+        let err = DetectorConfig::load_with_env(&p, true, [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cri_socket"), "{err}");
+    }
+
+    #[test]
     fn shipped_config_parses() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/detector.yaml");
         let cfg = DetectorConfig::load_with_env(&p, true, []).unwrap();
