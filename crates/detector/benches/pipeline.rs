@@ -107,7 +107,7 @@ fn main() {
     let ids: Vec<String> = (0..procs)
         .map(|i| format!("{:012x}", 0xc0de_0000_0000u64 + u64::from(i)))
         .collect();
-    let mut rate = |in_containers: bool, s: &mut Scenario| {
+    let rate = |in_containers: bool, s: &mut Scenario| {
         let base = if in_containers { 300_000 } else { 200_000 };
         for i in 0..procs {
             let pid = base + i;
