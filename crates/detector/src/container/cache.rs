@@ -17,7 +17,7 @@ pub struct ContainerDb {
     /// Lookups that failed, asked again after [`ContainerDb::retry_failed`].
     failed: HashSet<String>,
     capacity: usize,
-    /// `should_ask` calls answered from the cache, and those that started a lookup.
+    /// Execs judged with the container's metadata cached, and without ([`ContainerDb::count`]).
     pub hits: u64,
     pub misses: u64,
 }
@@ -83,20 +83,27 @@ impl ContainerDb {
         if id == HOST_ID {
             return false;
         }
-        if self.known.contains_key(id) {
-            self.hits += 1;
+        if self.known.contains_key(id) || self.asked.contains(id) {
             return false;
         }
-        if self.asked.contains(id) {
-            return false;
-        }
-        self.misses += 1;
         // Bounded: forget old questions rather than grow without limit.
         if self.asked.len() > 65_536 {
             self.asked.clear();
         }
         self.asked.insert(id.to_owned());
         true
+    }
+
+    /// Count an exec in container `id` as a cache hit or miss.
+    pub fn count(&mut self, id: &str) {
+        if id == HOST_ID {
+            return;
+        }
+        if self.known.contains_key(id) {
+            self.hits += 1;
+        } else {
+            self.misses += 1;
+        }
     }
 
     /// Whether a lookup of `id` is under way.
@@ -136,8 +143,12 @@ mod tests {
             db.should_ask("3f2a9c1b7d4e"),
             "asked again after a failed lookup"
         );
+        db.count("3f2a9c1b7d4e");
         db.insert("3f2a9c1b7d4e".into(), ContainerInfo::default());
         assert!(!db.should_ask("3f2a9c1b7d4e"));
+        db.count("3f2a9c1b7d4e");
+        db.count("host");
+        assert_eq!((db.hits, db.misses), (1, 1));
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl ContainerMetrics {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let _ = writeln!(
             s,
-            "# HELP aerie_container_lookups_total Container metadata lookups sent to the runtimes.\n# TYPE aerie_container_lookups_total counter\naerie_container_lookups_total {}\n# HELP aerie_container_lookup_timeouts_total Runtime calls that did not answer within container.metadata_timeout_ms.\n# TYPE aerie_container_lookup_timeouts_total counter\naerie_container_lookup_timeouts_total {}\n# HELP aerie_container_runtime_errors_total Runtime calls that failed (connection, RPC error, unreadable answer).\n# TYPE aerie_container_runtime_errors_total counter\naerie_container_runtime_errors_total {}\n# HELP aerie_container_cache_hits_total Execs in a container whose metadata was cached.\n# TYPE aerie_container_cache_hits_total counter\naerie_container_cache_hits_total {}\n# HELP aerie_container_cache_misses_total Execs in a container not yet known (a lookup follows).\n# TYPE aerie_container_cache_misses_total counter\naerie_container_cache_misses_total {}\n# HELP aerie_containers_cached Containers whose metadata is cached.\n# TYPE aerie_containers_cached gauge\naerie_containers_cached {}",
+            "# HELP aerie_container_lookups_total Container metadata lookups sent to the runtimes.\n# TYPE aerie_container_lookups_total counter\naerie_container_lookups_total {}\n# HELP aerie_container_lookup_timeouts_total Runtime calls that did not answer within container.metadata_timeout_ms.\n# TYPE aerie_container_lookup_timeouts_total counter\naerie_container_lookup_timeouts_total {}\n# HELP aerie_container_runtime_errors_total Runtime calls that failed (connection, RPC error, unreadable answer).\n# TYPE aerie_container_runtime_errors_total counter\naerie_container_runtime_errors_total {}\n# HELP aerie_container_cache_hits_total Execs in a container judged with its metadata cached.\n# TYPE aerie_container_cache_hits_total counter\naerie_container_cache_hits_total {}\n# HELP aerie_container_cache_misses_total Execs in a container judged without its metadata (unknown, or not there in time).\n# TYPE aerie_container_cache_misses_total counter\naerie_container_cache_misses_total {}\n# HELP aerie_containers_cached Containers whose metadata is cached.\n# TYPE aerie_containers_cached gauge\naerie_containers_cached {}",
             get(&self.lookups),
             get(&self.timeouts),
             get(&self.errors),
@@ -59,5 +59,32 @@ impl ContainerMetrics {
             get(&self.cache_misses),
             get(&self.cached),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_counter() {
+        let m = ContainerMetrics::default();
+        m.count_lookup();
+        m.count_error(true);
+        m.count_error(false);
+        m.count_error(false);
+        m.set_cache(7, 3, 2);
+        let mut s = String::new();
+        m.render(&mut s);
+        for line in [
+            "aerie_container_lookups_total 1\n",
+            "aerie_container_lookup_timeouts_total 1\n",
+            "aerie_container_runtime_errors_total 2\n",
+            "aerie_container_cache_hits_total 7\n",
+            "aerie_container_cache_misses_total 3\n",
+            "aerie_containers_cached 2\n",
+        ] {
+            assert!(s.contains(line), "{line} in {s}");
+        }
     }
 }

@@ -84,10 +84,11 @@ impl Pipeline {
     /// A successful exec replaced `pid`'s image.
     pub fn on_exec(&mut self, pid: u32, ppid: u32, exec: &ExecInfo<'_>) {
         self.tracker.table.on_exec(pid, ppid, exec);
-        if let Some(id) = exec.container_id
-            && self.containers.should_ask(id)
-        {
-            self.new_containers.push(id.to_owned());
+        if let Some(id) = exec.container_id {
+            self.containers.count(id);
+            if self.containers.should_ask(id) {
+                self.new_containers.push(id.to_owned());
+            }
         }
     }
 
