@@ -40,6 +40,13 @@ fn falco_file(name: &str) -> Option<PathBuf> {
     None
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 /// Whether `a` carries the pod's full metadata.
 fn has_pod(a: &Alert, pod: &str, container_id: &str) -> bool {
     field(a, "k8s.pod.name") == Some(pod)
@@ -136,10 +143,14 @@ fn falco_container_rules_fire_with_full_metadata() {
     );
     let alerts = dir.join("alerts.jsonl");
     let mut failures = Vec::new();
-    let mut expect = |what: &str, found: Option<Alert>| {
-        if found.is_none() {
-            failures.push(what.to_owned());
-        }
+    let mut expect = |what: &str, found: Option<Alert>| match found {
+        // From the container's first exec to the alert, metadata included (polled every
+        // 100 ms; the hold is bounded by metadata_timeout_ms).
+        Some(a) => eprintln!(
+            "{what}: alert with metadata {} ms after the event",
+            (a.time.unix_nanos() as u64 / 1_000_000).abs_diff(now_ms())
+        ),
+        None => failures.push(what.to_owned()),
     };
 
     let (code, _) = kubelet.exec(&early.container_id, &["cat", "/etc/shadow"]);
