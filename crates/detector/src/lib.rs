@@ -2,6 +2,7 @@
 //! evaluation and alert outputs.
 
 pub mod config;
+pub mod container;
 pub mod ebpf;
 pub mod event;
 pub mod fields;

@@ -360,12 +360,13 @@ fn memfd_container_and_duration() {
     // Once the runtime answered, name and image are there.
     s.p.containers.insert(
         CONTAINER.to_owned(),
-        aerie_detector::state::runtime::ContainerInfo {
+        aerie_detector::container::ContainerInfo {
             name: "web".into(),
             image: "nginx:1.25".into(),
             image_repository: "nginx".into(),
             image_tag: "1.25".into(),
             privileged: true,
+            ..Default::default()
         },
     );
     let ev2 = s.event(20, "getpid", 0);
@@ -381,6 +382,67 @@ fn memfd_container_and_duration() {
     );
     let flat: Vec<String> = got.into_iter().map(|v| v.unwrap().join(",")).collect();
     assert_eq!(flat, ["web", "nginx", "1.25", "true"]);
+    // Pod and mounts from a CRI runtime.
+    let mut info = aerie_detector::container::ContainerInfo {
+        name: "web".into(),
+        runtime: "containerd",
+        ..Default::default()
+    };
+    info.set_mounts(vec![aerie_detector::container::Mount {
+        source: "/etc".into(),
+        dest: "/host/etc".into(),
+        propagation: "private".into(),
+        ..Default::default()
+    }]);
+    let mut pod = aerie_detector::container::PodInfo {
+        name: "web-0".into(),
+        namespace: "shop".into(),
+        uid: "0f1e2d3c-aaaa".into(),
+        sandbox_id: "5d6e7f8091a2b3c4d5e6f708192a3b4c".into(),
+        ip: "10.42.0.7".into(),
+        ..Default::default()
+    };
+    pod.set_labels(vec![("app".into(), "web".into())]);
+    info.pod = Some(pod);
+    s.p.containers.insert(CONTAINER.to_owned(), info);
+    let ev3 = s.event(20, "getpid", 0);
+    let got = extract(
+        &mut s,
+        &ev3,
+        &[
+            "container.type",
+            "k8s.pod.name",
+            "k8s.ns.name",
+            "k8s.pod.uid",
+            "k8s.pod.labels",
+            "k8s.pod.label[app]",
+            "k8s.pod.ip",
+            "k8s.pod.sandbox_id",
+            "container.mount.dest[/etc]",
+            "container.mount.dest[/proc*]",
+            "container.mount.source[0]",
+            "container.mounts",
+        ],
+    );
+    let flat: Vec<String> = got.into_iter().map(|v| v.unwrap().join(",")).collect();
+    assert_eq!(
+        flat,
+        [
+            "containerd",
+            "web-0",
+            "shop",
+            "0f1e2d3c-aaaa",
+            "[app:web]",
+            "web",
+            "10.42.0.7",
+            "5d6e7f8091a2",
+            "/host/etc",
+            "N/A",
+            "/etc",
+            "/etc:/host/etc::false:private"
+        ]
+    );
+    assert_eq!(one(&mut s, &ev3, "k8s.pod.label[none]"), None);
     let d: u64 = one(&mut s, &ev, "proc.duration").unwrap().parse().unwrap();
     assert!((7 * SEC..8 * SEC).contains(&d), "{d}");
     // Unknown exe inode times are <NA>, not zero.

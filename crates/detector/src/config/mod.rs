@@ -48,6 +48,7 @@ pub struct DetectorConfig {
     pub metrics: MetricsConfig,
     pub drops: DropAlertConfig,
     pub k8s_audit: K8sAuditConfig,
+    pub container: ContainerConfig,
 }
 
 impl Default for DetectorConfig {
@@ -71,6 +72,7 @@ impl Default for DetectorConfig {
             metrics: MetricsConfig::default(),
             drops: DropAlertConfig::default(),
             k8s_audit: K8sAuditConfig::default(),
+            container: ContainerConfig::default(),
         }
     }
 }
@@ -204,6 +206,54 @@ impl Default for K8sAuditConfig {
     }
 }
 
+/// Container metadata from the node's runtimes (see `crate::container`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerConfig {
+    /// CRI sockets (containerd, CRI-O), asked first, in order; resolved under `host_root`.
+    pub cri_sockets: Vec<PathBuf>,
+    /// Docker Engine API sockets (docker, podman), asked after the CRI ones.
+    pub docker_sockets: Vec<PathBuf>,
+    /// Bound of one metadata lookup, and the longest a new container's events wait for it
+    /// before being judged with what is known (Falco's `container_metadata_timeout`).
+    pub metadata_timeout_ms: u64,
+    /// Most containers whose metadata is cached.
+    pub cache_size: usize,
+}
+
+impl Default for ContainerConfig {
+    fn default() -> Self {
+        ContainerConfig {
+            cri_sockets: crate::container::DEFAULT_CRI_SOCKETS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            docker_sockets: crate::container::DEFAULT_DOCKER_SOCKETS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            metadata_timeout_ms: 500,
+            cache_size: crate::container::cache::DEFAULT_CAPACITY,
+        }
+    }
+}
+
+impl ContainerConfig {
+    /// The metadata lookup settings, with every socket under `host_root`.
+    pub fn lookup(&self, host_root: &Path) -> crate::container::lookup::LookupConfig {
+        let under = |v: &[PathBuf]| {
+            v.iter()
+                .map(|p| crate::container::under_root(host_root, p))
+                .collect()
+        };
+        crate::container::lookup::LookupConfig {
+            cri_sockets: under(&self.cri_sockets),
+            docker_sockets: under(&self.docker_sockets),
+            timeout: std::time::Duration::from_millis(self.metadata_timeout_ms.max(1)),
+        }
+    }
+}
+
 /// `/healthz` and Prometheus `/metrics`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -278,6 +328,8 @@ impl DetectorConfig {
             .with_list_parse_key("rules")
             .with_list_parse_key("outputs")
             .with_list_parse_key("k8s_audit.files")
+            .with_list_parse_key("container.cri_sockets")
+            .with_list_parse_key("container.docker_sockets")
             .try_parsing(true)
             .source(Some(env.iter().cloned().collect()));
         let built = config::Config::builder()
@@ -350,6 +402,11 @@ impl DetectorConfig {
         if h.tls.client_cert_file.is_some() != h.tls.client_key_file.is_some() {
             return Err(
                 "http_output.tls: client_cert_file and client_key_file go together (mTLS)".into(),
+            );
+        }
+        if self.container.metadata_timeout_ms == 0 || self.container.cache_size == 0 {
+            return Err(
+                "container.metadata_timeout_ms and container.cache_size must be at least 1".into(),
             );
         }
         if !(0.0..=1.0).contains(&self.drops.threshold_ratio) {
@@ -471,6 +528,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("metrcs"), "{err}");
+    }
+
+    #[test]
+    fn container_section_resolves_sockets_under_host_root() {
+        let d = tmpdir("container");
+        let p = write(
+            &d,
+            "host_root: /host\ncontainer:\n  cri_sockets: [/run/containerd/containerd.sock]\n  metadata_timeout_ms: 250\n",
+        );
+        let cfg = DetectorConfig::load_with_env(
+            &p,
+            true,
+            [(
+                "AERIE_DETECTOR__CONTAINER__DOCKER_SOCKETS".into(),
+                "/var/run/docker.sock,/run/podman/podman.sock".into(),
+            )],
+        )
+        .unwrap();
+        let l = cfg.container.lookup(&cfg.host_root);
+        assert_eq!(
+            l.cri_sockets,
+            [PathBuf::from("/host/run/containerd/containerd.sock")]
+        );
+        assert_eq!(
+            l.docker_sockets,
+            [
+                PathBuf::from("/host/var/run/docker.sock"),
+                PathBuf::from("/host/run/podman/podman.sock")
+            ]
+        );
+        assert_eq!(l.timeout, std::time::Duration::from_millis(250));
+        // Defaults: containerd, k3s, CRI-O; 500 ms.
+        let def = ContainerConfig::default().lookup(Path::new(""));
+        assert_eq!(def.cri_sockets.len(), 3);
+        assert_eq!(def.timeout, std::time::Duration::from_millis(500));
+        let p = write(&d, "container:\n  metadata_timeout_ms: 0\n");
+        let err = DetectorConfig::load_with_env(&p, true, [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("container.metadata_timeout_ms"), "{err}");
+        let p = write(&d, "container:\n  cri_socket: /x\n");
+        let err = DetectorConfig::load_with_env(&p, true, [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cri_socket"), "{err}");
     }
 
     #[test]

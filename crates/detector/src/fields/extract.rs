@@ -16,12 +16,12 @@ use aerie_rules::{Event, FieldArg, FieldRef, Value, syscall_fields};
 use super::args::{self, Src};
 use super::flags;
 use super::sysevent::{SockAddr, SysEvent};
+use crate::container::{ContainerDb, ContainerInfo, MountKey, PodInfo};
 use crate::state::apply::EventFd;
 use crate::state::container::HOST_ID;
 use crate::state::fd::{FdInfo, FdKind};
 use crate::state::paths::resolve_into;
 use crate::state::process::{NO_LOGINUID, Process};
-use crate::state::runtime::ContainerDb;
 use crate::state::table::ProcessTable;
 use crate::state::users::UserDb;
 
@@ -164,7 +164,34 @@ enum Fx {
     ContainerImage,
     ContainerImageRepository,
     ContainerImageTag,
+    ContainerImageDigest,
+    ContainerImageId,
     ContainerPrivileged,
+    ContainerFullId,
+    ContainerMounts,
+    ContainerMount(MountPart),
+    ContainerStartTs,
+    ContainerDuration,
+    // k8s.* (from the CRI pod sandbox)
+    K8sPodName,
+    K8sNsName,
+    K8sPodUid,
+    K8sPodSandboxId,
+    K8sPodFullSandboxId,
+    K8sPodLabel,
+    K8sPodLabels,
+    K8sPodIp,
+}
+
+/// Which part of a `container.mount*[...]` mount a field prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MountPart {
+    All,
+    Source,
+    Dest,
+    Mode,
+    Rdwr,
+    Propagation,
 }
 
 fn fx_for(name: &str) -> Fx {
@@ -302,6 +329,26 @@ fn fx_for(name: &str) -> Fx {
         "container.image.repository" => ContainerImageRepository,
         "container.image.tag" => ContainerImageTag,
         "container.privileged" => ContainerPrivileged,
+        "container.image.digest" => ContainerImageDigest,
+        "container.image.id" => ContainerImageId,
+        "container.full_id" => ContainerFullId,
+        "container.mounts" => ContainerMounts,
+        "container.mount" => ContainerMount(MountPart::All),
+        "container.mount.source" => ContainerMount(MountPart::Source),
+        "container.mount.dest" => ContainerMount(MountPart::Dest),
+        "container.mount.mode" => ContainerMount(MountPart::Mode),
+        "container.mount.rdwr" => ContainerMount(MountPart::Rdwr),
+        "container.mount.propagation" => ContainerMount(MountPart::Propagation),
+        "container.start_ts" => ContainerStartTs,
+        "container.duration" => ContainerDuration,
+        "k8s.pod.name" => K8sPodName,
+        "k8s.ns.name" => K8sNsName,
+        "k8s.pod.uid" | "k8s.pod.id" => K8sPodUid,
+        "k8s.pod.sandbox_id" => K8sPodSandboxId,
+        "k8s.pod.full_sandbox_id" => K8sPodFullSandboxId,
+        "k8s.pod.label" => K8sPodLabel,
+        "k8s.pod.labels" => K8sPodLabels,
+        "k8s.pod.ip" => K8sPodIp,
         _ => Unsupported,
     }
 }
@@ -316,6 +363,36 @@ fn table() -> &'static [Fx] {
             .map(|f| fx_for(f.name))
             .collect()
     })
+}
+
+/// Whether `name` is filled from a container runtime's answer (`<NA>` without one), for
+/// `list-fields`.
+pub fn needs_runtime(name: &str) -> bool {
+    use Fx::*;
+    matches!(
+        fx_for(name),
+        ContainerName
+            | ContainerType
+            | ContainerImage
+            | ContainerImageRepository
+            | ContainerImageTag
+            | ContainerImageDigest
+            | ContainerImageId
+            | ContainerPrivileged
+            | ContainerFullId
+            | ContainerMounts
+            | ContainerMount(_)
+            | ContainerStartTs
+            | ContainerDuration
+            | K8sPodName
+            | K8sNsName
+            | K8sPodUid
+            | K8sPodSandboxId
+            | K8sPodFullSandboxId
+            | K8sPodLabel
+            | K8sPodLabels
+            | K8sPodIp
+    )
 }
 
 /// Names of the registry fields this extractor supports (for `list-fields` and tests).
@@ -1219,47 +1296,121 @@ impl<'a> Event for EventCtx<'a> {
                     true
                 }
             },
-            ContainerName | ContainerType => match p {
-                Some(p) if !p.in_container() => {
-                    out(Value::Str(HOST_ID));
-                    true
-                }
-                // Container names come from the runtime; absent (<NA>) until it answers.
-                Some(p) if fx == ContainerName => match self.containers.get(&p.container_id) {
-                    Some(c) if !c.name.is_empty() => {
-                        out(Value::Str(&c.name));
-                        true
-                    }
-                    _ => false,
-                },
-                Some(p) => emit(
-                    out,
-                    self.containers
-                        .get(&p.container_id)
-                        .map(|_| Value::Str("docker")),
-                ),
-                Option::None => false,
-            },
-            ContainerImage | ContainerImageRepository | ContainerImageTag | ContainerPrivileged => {
+            ContainerName | ContainerType if p.is_some_and(|p| !p.in_container()) => {
+                out(Value::Str(HOST_ID));
+                true
+            }
+            ContainerFullId if p.is_some_and(|p| !p.in_container()) => {
+                out(Value::Str(HOST_ID));
+                true
+            }
+            _ => {
+                // Everything else comes from the runtime; absent (<NA>) until it answers,
+                // and for host processes.
                 let Some(c) = p.and_then(|p| self.containers.get(&p.container_id)) else {
                     return false;
                 };
-                match fx {
-                    ContainerPrivileged => out(Value::Bool(c.privileged)),
-                    _ => {
-                        let v = match fx {
-                            ContainerImage => &c.image,
-                            ContainerImageRepository => &c.image_repository,
-                            _ => &c.image_tag,
-                        };
-                        if v.is_empty() {
-                            return false;
-                        }
-                        out(Value::Str(v));
-                    }
+                self.container_field(fx, c, field.arg, out)
+            }
+        }
+    }
+}
+
+impl EventCtx<'_> {
+    /// A runtime-provided `container.*` / `k8s.*` field of container `c`.
+    fn container_field(
+        &self,
+        fx: Fx,
+        c: &ContainerInfo,
+        arg: FieldArg<'_>,
+        out: &mut dyn FnMut(Value<'_>),
+    ) -> bool {
+        use Fx::*;
+        let text = |v: &str, out: &mut dyn FnMut(Value<'_>)| {
+            if v.is_empty() {
+                return false;
+            }
+            out(Value::Str(v));
+            true
+        };
+        let pod = |f: fn(&PodInfo) -> &str, out: &mut dyn FnMut(Value<'_>)| match &c.pod {
+            Some(p) => text(f(p), out),
+            None => false,
+        };
+        match fx {
+            ContainerName => text(&c.name, out),
+            ContainerType => text(c.runtime, out),
+            ContainerFullId => text(&c.full_id, out),
+            ContainerImage => text(&c.image, out),
+            ContainerImageRepository => text(&c.image_repository, out),
+            ContainerImageTag => text(&c.image_tag, out),
+            ContainerImageDigest => text(&c.image_digest, out),
+            ContainerImageId => text(&c.image_id, out),
+            ContainerPrivileged => {
+                out(Value::Bool(c.privileged));
+                true
+            }
+            ContainerMounts => {
+                out(Value::Str(&c.mounts_text));
+                true
+            }
+            ContainerMount(part) => {
+                let key = match arg {
+                    FieldArg::Index(i) => MountKey::Index(i as usize),
+                    FieldArg::Key(k) => match k.parse::<usize>() {
+                        Ok(i) => MountKey::Index(i),
+                        Err(_) => MountKey::Source(k),
+                    },
+                    FieldArg::None => return false,
+                };
+                let Some(m) = c.mount_by(key) else {
+                    // Known container, no such mount: Falco's "N/A" (the upstream
+                    // `sensitive_mount` macro tests `in ("<NA>","N/A")`).
+                    out(Value::Str("N/A"));
+                    return true;
+                };
+                match part {
+                    MountPart::All => self.text(out, |s| {
+                        let _ = write!(
+                            s,
+                            "{}:{}:{}:{}:{}",
+                            m.source, m.dest, m.mode, m.rdwr, m.propagation
+                        );
+                    }),
+                    MountPart::Source => out(Value::Str(&m.source)),
+                    MountPart::Dest => out(Value::Str(&m.dest)),
+                    MountPart::Mode => out(Value::Str(&m.mode)),
+                    MountPart::Rdwr => out(Value::Str(if m.rdwr { "true" } else { "false" })),
+                    MountPart::Propagation => out(Value::Str(&m.propagation)),
                 }
                 true
             }
+            ContainerStartTs if c.start_ts > 0 => {
+                out(Value::Uint(c.start_ts));
+                true
+            }
+            ContainerDuration if c.start_ts > 0 => {
+                out(Value::Uint(self.ev.ts_ns.saturating_sub(c.start_ts)));
+                true
+            }
+            K8sPodName => pod(|p| &p.name, out),
+            K8sNsName => pod(|p| &p.namespace, out),
+            K8sPodUid => pod(|p| &p.uid, out),
+            K8sPodSandboxId => pod(|p| p.sandbox_id.get(..12).unwrap_or(&p.sandbox_id), out),
+            K8sPodFullSandboxId => pod(|p| &p.sandbox_id, out),
+            K8sPodLabels => pod(|p| &p.labels_text, out),
+            K8sPodIp => pod(|p| &p.ip, out),
+            K8sPodLabel => match (&c.pod, arg) {
+                (Some(p), FieldArg::Key(k)) => match p.label(k) {
+                    Some(v) => {
+                        out(Value::Str(v));
+                        true
+                    }
+                    None => false,
+                },
+                _ => false,
+            },
+            _ => false,
         }
     }
 }

@@ -6,5 +6,5 @@ pub mod flags;
 pub mod syscalls;
 pub mod sysevent;
 
-pub use extract::{EventCtx, supported_fields};
+pub use extract::{EventCtx, needs_runtime, supported_fields};
 pub use sysevent::{Creds, SockAddr, SysEvent};

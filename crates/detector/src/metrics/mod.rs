@@ -3,7 +3,10 @@
 //! The event path publishes counts in batches (one atomic add per ring-buffer drain, not per
 //! event); alerts and drops are rare enough for a mutex.
 
+mod container;
 mod server;
+
+pub use container::ContainerMetrics;
 
 pub use server::serve;
 
@@ -39,6 +42,8 @@ pub struct Metrics {
     output_drops: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Alerts waiting in an output's retry queue, by output.
     output_queued: Mutex<BTreeMap<String, u64>>,
+    /// Container metadata lookups.
+    pub containers: ContainerMetrics,
 }
 
 impl Metrics {
@@ -227,6 +232,7 @@ impl Metrics {
                 escape_label(out)
             );
         }
+        self.containers.render(&mut s);
         s
     }
 }

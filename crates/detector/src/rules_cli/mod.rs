@@ -263,7 +263,13 @@ pub fn run_list_fields(args: ListFieldsArgs, out: &mut dyn Write) -> anyhow::Res
                 aerie_rules::ArgKind::Required => "[ARG required]",
             };
             let list = if f.is_list { " (list)" } else { "" };
-            writeln!(out, "{}{arg}\t{}{list}\t{}", f.name, f.ty, f.desc)?;
+            let runtime =
+                if reg.source() == "syscall" && aerie_detector::fields::needs_runtime(f.name) {
+                    " [needs a container runtime: CRI or Docker API; <NA> until it answers]"
+                } else {
+                    ""
+                };
+            writeln!(out, "{}{arg}\t{}{list}\t{}{runtime}", f.name, f.ty, f.desc)?;
         }
     }
     Ok(ExitCode::SUCCESS)

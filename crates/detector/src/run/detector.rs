@@ -15,6 +15,9 @@ use super::drops::DropMonitor;
 use super::pipeline::{Pipeline, load_rules};
 use super::privileges;
 use crate::config::DetectorConfig;
+use crate::container::ContainerDb;
+use crate::container::hold::{Holds, Offer, exec_container};
+use crate::container::lookup::Answer;
 use crate::ebpf::{Capture, CaptureConfig};
 use crate::event::{Event, EventKind};
 use crate::metrics::Metrics;
@@ -56,6 +59,8 @@ pub const STATE_SYSCALLS: &[&str] = &[
 
 /// How often counters are published and housekeeping runs.
 const TICK: Duration = Duration::from_secs(1);
+/// How often (in ticks) container lookups that failed are tried again.
+const RETRY_EVERY: u32 = 2;
 /// How often processes whose exit we missed are swept.
 const SWEEP_EVERY: u32 = 30;
 
@@ -249,16 +254,41 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
     let mut last_events = 0u64;
     let mut last_tick = Instant::now();
     let mut ticks = 0u32;
-    // Container metadata: asked of the runtime off the event path, answered on a channel.
-    let runtime_socket = crate::state::runtime::find_socket(crate::state::runtime::DEFAULT_SOCKETS);
-    match &runtime_socket {
-        Some(s) => eprintln!("aerie-detector: container metadata from {}", s.display()),
-        None => eprintln!(
-            "aerie-detector: no container runtime socket found; container name and image print <NA>"
-        ),
+    // Container metadata: asked of the runtimes by the lookup task, off the event path.
+    let lookup_cfg = cfg.container.lookup(&cfg.host_root);
+    let present: Vec<String> = lookup_cfg
+        .cri_sockets
+        .iter()
+        .chain(&lookup_cfg.docker_sockets)
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if present.is_empty() {
+        eprintln!(
+            "aerie-detector: no container runtime socket found yet; container and k8s fields print <NA> until one appears"
+        );
+    } else {
+        eprintln!(
+            "aerie-detector: container metadata from {} (lookups bounded by {} ms)",
+            present.join(", "),
+            lookup_cfg.timeout.as_millis()
+        );
     }
-    let (meta_tx, mut meta_rx) =
-        tokio::sync::mpsc::unbounded_channel::<(String, crate::state::runtime::ContainerInfo)>();
+    let mut holds = Holds::new(lookup_cfg.timeout);
+    let mut lookups = crate::container::lookup::start(lookup_cfg, metrics.clone());
+    pipeline.containers = ContainerDb::with_capacity(cfg.container.cache_size);
+    // Containers of processes already running (the CRI runtimes also list theirs).
+    let running: BTreeSet<String> = pipeline
+        .tracker
+        .table
+        .iter()
+        .map(|p| p.container_id.clone())
+        .collect();
+    for id in running {
+        if pipeline.containers.should_ask(&id) {
+            lookups.ask(id);
+        }
+    }
     let mut emit = |alert: Alert| {
         metrics.count_alert(&alert.rule, alert.priority);
         outputs.send(Arc::from(alert.to_json()));
@@ -272,17 +302,51 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
                 }
                 let n = batch.len() as u64;
                 for ev in batch.drain(..) {
-                    process(&mut pipeline, &mut conv, &ev, &mut emit);
+                    // A new container's first exec: ask its runtime, and hold its events
+                    // until the answer (or the timeout) so rules see its metadata.
+                    if let Some(id) = exec_container(&ev)
+                        && !holds.is_holding(id)
+                        && pipeline.containers.should_ask(id)
+                    {
+                        holds.start(id, Instant::now());
+                        lookups.ask(id.to_owned());
+                    }
+                    let in_table = if holds.is_empty() {
+                        None
+                    } else {
+                        pipeline.tracker.table.get(ev.pid).map(|p| p.container_id.as_str())
+                    };
+                    match holds.offer(ev, in_table) {
+                        Offer::Process(ev) => process(&mut pipeline, &mut conv, &ev, &mut emit),
+                        Offer::Held => {}
+                        Offer::Full(id) => {
+                            for ev in holds.release(&id) {
+                                process(&mut pipeline, &mut conv, &ev, &mut emit);
+                            }
+                        }
+                    }
                 }
                 metrics.add_events(n);
                 for id in pipeline.new_containers.drain(..) {
-                    if let Some(sock) = runtime_socket.clone() {
-                        let tx = meta_tx.clone();
-                        tokio::spawn(async move {
-                            if let Some(info) = crate::state::runtime::docker_inspect(&sock, &id).await {
-                                let _ = tx.send((id, info));
-                            }
-                        });
+                    lookups.ask(id);
+                }
+            }
+            Some(answer) = lookups.answers.recv() => {
+                let id = answer.id().to_owned();
+                match answer {
+                    Answer::Found(id, info) => pipeline.containers.insert(id, *info),
+                    Answer::Unknown(_) => {}
+                    Answer::Failed(id) => pipeline.containers.mark_failed(&id),
+                }
+                for ev in holds.release(&id) {
+                    process(&mut pipeline, &mut conv, &ev, &mut emit);
+                }
+            }
+            _ = until(holds.next_deadline()) => {
+                for id in holds.expired(Instant::now()) {
+                    tracing::debug!(container = %id, "metadata not there in time; judging its events with what is known");
+                    for ev in holds.release(&id) {
+                        process(&mut pipeline, &mut conv, &ev, &mut emit);
                     }
                 }
             }
@@ -304,13 +368,28 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
                     }
                 }
                 pipeline.users.refresh_if_changed();
+                if ticks.is_multiple_of(RETRY_EVERY) {
+                    for id in pipeline.containers.retry_failed() {
+                        lookups.ask(id);
+                    }
+                }
                 if ticks.is_multiple_of(SWEEP_EVERY) {
                     pipeline.tracker.table.sweep_dead();
+                    // Containers with no process left are gone (or idle): forget them.
+                    let live: std::collections::HashSet<&str> = pipeline
+                        .tracker
+                        .table
+                        .iter()
+                        .map(|p| p.container_id.as_str())
+                        .collect();
+                    pipeline.containers.retain_live(|id| live.contains(id));
                 }
+                metrics.containers.set_cache(
+                    pipeline.containers.hits,
+                    pipeline.containers.misses,
+                    pipeline.containers.len() as u64,
+                );
                 metrics.set_processes_tracked(pipeline.tracker.table.len() as u64);
-            }
-            Some((id, info)) = meta_rx.recv() => {
-                pipeline.containers.insert(id, info);
             }
             _ = sigint.recv() => break Ok(()),
             _ = sigterm.recv() => break Ok(()),
@@ -336,6 +415,14 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
     }
     eprintln!("aerie-detector: stopped");
     result
+}
+
+/// Resolves at `deadline`; never when there is none.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// One kernel event through state and rules.

@@ -4,11 +4,14 @@
 use std::path::PathBuf;
 
 use aerie_alert::Alert;
-use aerie_rules::{Engine, EngineConfig, Matches, RuleLoader};
+use aerie_rules::{
+    Engine, EngineConfig, Event as _, FieldArg, FieldRef, Matches, RuleLoader, Value,
+    syscall_fields,
+};
 
+use crate::container::ContainerDb;
 use crate::fields::{EventCtx, SysEvent};
 use crate::state::apply::Tracker;
-use crate::state::runtime::ContainerDb;
 use crate::state::table::{ExecInfo, ProcessTable};
 use crate::state::users::UserDb;
 
@@ -85,10 +88,11 @@ impl Pipeline {
     /// A successful exec replaced `pid`'s image.
     pub fn on_exec(&mut self, pid: u32, ppid: u32, exec: &ExecInfo<'_>) {
         self.tracker.table.on_exec(pid, ppid, exec);
-        if let Some(id) = exec.container_id
-            && self.containers.should_ask(id)
-        {
-            self.new_containers.push(id.to_owned());
+        if let Some(id) = exec.container_id {
+            self.containers.count(id);
+            if self.containers.should_ask(id) {
+                self.new_containers.push(id.to_owned());
+            }
         }
     }
 
@@ -122,10 +126,57 @@ impl Pipeline {
             );
             n = self.engine.evaluate(&ctx, &mut self.matches);
             for id in self.matches.iter() {
-                emit(self.engine.alert(id, &ctx, &self.hostname));
+                let mut alert = self.engine.alert(id, &ctx, &self.hostname);
+                add_container_fields(&ctx, &mut alert);
+                emit(alert);
             }
         }
         self.tracker.after(ev);
         n
+    }
+}
+
+/// Fields every alert from a container carries in `output_fields`, whatever its rule's
+/// output names: what Falco's container plugin suggests for `append_output`, so an on-call
+/// engineer sees which pod, namespace and image. Host processes get none of them.
+pub const CONTAINER_OUTPUT_FIELDS: &[&str] = &[
+    "container.id",
+    "container.name",
+    "container.image.repository",
+    "container.image.tag",
+    "k8s.ns.name",
+    "k8s.pod.name",
+];
+
+/// Add [`CONTAINER_OUTPUT_FIELDS`] the rule's output did not name (null when unknown, as
+/// Falco writes `<NA>` values). Runs per alert, not per event.
+fn add_container_fields(ctx: &EventCtx<'_>, alert: &mut Alert) {
+    if !ctx.proc.is_some_and(|p| p.in_container()) {
+        return;
+    }
+    for name in CONTAINER_OUTPUT_FIELDS {
+        if alert.output_fields.contains_key(*name) {
+            continue;
+        }
+        let Some((id, info)) = syscall_fields().get(name) else {
+            continue;
+        };
+        let mut value = serde_json::Value::Null;
+        ctx.extract(
+            &FieldRef {
+                id,
+                info,
+                arg: FieldArg::None,
+            },
+            &mut |v| {
+                value = match v {
+                    Value::Str(s) => s.into(),
+                    Value::Bytes(b) => String::from_utf8_lossy(b).into_owned().into(),
+                    Value::Bool(b) => b.into(),
+                    other => format!("{other:?}").into(),
+                }
+            },
+        );
+        alert.output_fields.insert((*name).to_owned(), value);
     }
 }

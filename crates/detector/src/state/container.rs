@@ -111,6 +111,87 @@ mod tests {
         }
     }
 
+    /// Real `/proc/PID/cgroup` texts by runtime, cgroup version and driver (ids replaced).
+    #[test]
+    fn recognises_each_runtime_and_layout_in_proc_cgroup() {
+        const OUTER: &str = "aa11bb22cc33dd44ee55ff6600771188aa11bb22cc33dd44ee55ff6600771188";
+        let uid = "0f1e2d3c-aaaa-bbbb-cccc-0123456789ab";
+        let suid = uid.replace('-', "_");
+        let cases: Vec<(&str, String)> = vec![
+            (
+                "containerd, cgroup v1 only (no unified hierarchy), cgroupfs driver (kubelet)",
+                format!(
+                    "12:pids:/kubepods/besteffort/pod{uid}/{ID}\n4:memory:/kubepods/besteffort/pod{uid}/{ID}\n1:name=systemd:/kubepods/besteffort/pod{uid}/{ID}"
+                ),
+            ),
+            (
+                "containerd, cgroup v1 hybrid, cgroupfs: the unified line has it too",
+                format!(
+                    "9:name=systemd:/kubepods/burstable/pod{uid}/{ID}\n4:memory:/kubepods/burstable/pod{uid}/{ID}\n0::/kubepods/burstable/pod{uid}/{ID}"
+                ),
+            ),
+            (
+                "containerd, cgroup v2, systemd driver",
+                format!(
+                    "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{suid}.slice/cri-containerd-{ID}.scope"
+                ),
+            ),
+            (
+                "containerd, cgroup v1, systemd driver",
+                format!(
+                    "11:cpu,cpuacct:/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{suid}.slice/cri-containerd-{ID}.scope\n1:name=systemd:/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{suid}.slice/cri-containerd-{ID}.scope"
+                ),
+            ),
+            (
+                "CRI-O, cgroup v2, systemd driver",
+                format!("0::/kubepods.slice/kubepods-pod{suid}.slice/crio-{ID}.scope"),
+            ),
+            (
+                "CRI-O, cgroup v1, cgroupfs driver",
+                format!("7:devices:/kubepods/pod{uid}/crio-{ID}"),
+            ),
+            (
+                "k3s containerd, cgroup v2, cgroupfs",
+                format!("0::/kubepods/besteffort/pod{uid}/{ID}"),
+            ),
+            (
+                "docker, cgroup v1, cgroupfs",
+                format!("6:freezer:/docker/{ID}\n1:name=systemd:/docker/{ID}"),
+            ),
+            (
+                "docker, cgroup v2, systemd",
+                format!("0::/system.slice/docker-{ID}.scope"),
+            ),
+            (
+                "podman rootful, cgroup v1, cgroupfs",
+                format!("3:cpuset:/libpod_parent/libpod-{ID}"),
+            ),
+            (
+                "podman rootless, cgroup v2, systemd",
+                format!(
+                    "0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container"
+                ),
+            ),
+            (
+                "nested: docker in a docker container, the inner one wins",
+                format!("0::/docker/{OUTER}/docker/{ID}"),
+            ),
+            (
+                "nested: a pod in a kind node (docker container)",
+                format!(
+                    "0::/system.slice/docker-{OUTER}.scope/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{suid}.slice/cri-containerd-{ID}.scope"
+                ),
+            ),
+        ];
+        for (what, text) in &cases {
+            assert_eq!(
+                container_id_from_proc_cgroup(text),
+                Some(&ID[..12]),
+                "{what}: {text}"
+            );
+        }
+    }
+
     #[test]
     fn host_and_monitor_processes_have_no_container() {
         let cases = [
@@ -119,6 +200,10 @@ mod tests {
             "0::/system.slice/containerd.service".to_owned(),
             format!("0::/machine.slice/libpod-conmon-{ID}.scope"),
             format!("0::/kubepods.slice/crio-conmon-{ID}.scope"),
+            // A pod's cgroup itself (no container below it) and the kubepods roots.
+            "0::/kubepods/besteffort/pod0f1e2d3c-aaaa-bbbb-cccc-0123456789ab".to_owned(),
+            "0::/kubepods.slice/kubepods-burstable.slice".to_owned(),
+            "0::/system.slice/kubelet.service".to_owned(),
             // 63 hex digits is not an id.
             format!("/docker/{}", &ID[..63]),
             "0::/".to_owned(),

@@ -8,7 +8,6 @@ pub mod fd;
 pub mod hash;
 pub mod paths;
 pub mod process;
-pub mod runtime;
 pub mod table;
 pub mod users;
 

@@ -287,6 +287,11 @@ impl ProcessTable {
         })
     }
 
+    /// Every tracked process, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Process> {
+        self.procs.values()
+    }
+
     /// Drop processes whose /proc entry is gone (their exit event was lost).
     pub fn sweep_dead(&mut self) -> usize {
         let before = self.procs.len();
