@@ -164,19 +164,24 @@ fn canonical(e: &Expr) -> String {
         Expr::Macro { name, .. } => name.clone(),
         Expr::Const(b) => b.to_string(),
         Expr::Check { left, op, rhs, .. } => {
-            let rhs = match rhs {
-                Rhs::None => String::new(),
-                Rhs::Value(l) => l.text.clone(),
-                Rhs::List(items) => {
-                    let mut t: Vec<&str> = items.iter().map(|l| l.text.as_str()).collect();
-                    t.sort();
-                    format!("({})", t.join(", "))
-                }
-                Rhs::ListRef(n) => n.clone(),
-                Rhs::Field(o) => format!("val({})", operand(o)),
-            };
-            format!("{} {} {rhs}", operand(left), op.as_str())
+            format!("{} {} {}", operand(left), op.as_str(), canonical_rhs(rhs))
         }
+    }
+}
+
+/// A check's right-hand side, with list items in a stable order.
+fn canonical_rhs(rhs: &Rhs) -> String {
+    match rhs {
+        Rhs::None => String::new(),
+        Rhs::Value(l) => l.text.clone(),
+        Rhs::List(items) => {
+            let mut t: Vec<&str> = items.iter().map(|l| l.text.as_str()).collect();
+            t.sort();
+            format!("({})", t.join(", "))
+        }
+        Rhs::ListRef(n, _) => n.clone(),
+        Rhs::Field(o) => format!("val({})", o),
+        Rhs::Modified(m, inner) => format!("{} {}", m.as_str(), canonical_rhs(inner)),
     }
 }
 
