@@ -67,6 +67,11 @@ const SWEEP_EVERY: u32 = 30;
 /// Run until a signal asks to stop. Dropping the capture on the way out detaches every
 /// eBPF program.
 pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
+    // First of all: a SIGINT or SIGTERM during start-up (rules, capture, /proc scan, the audit
+    // log follower) is then kept and ends the event loop at once, instead of killing the
+    // process by the default action before it could stop its sources and flush its outputs.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     privileges::check_current()?;
 
     let engine_cfg = cfg.engine_config();
@@ -244,8 +249,6 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
     metrics.set_processes_tracked(pipeline.tracker.table.len() as u64);
     metrics.set_ready(true);
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drops = DropMonitor::new(&cfg.drops);
@@ -277,7 +280,9 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
     let mut holds = Holds::new(lookup_cfg.timeout);
     let mut lookups = crate::container::lookup::start(lookup_cfg, metrics.clone());
     pipeline.containers = ContainerDb::with_capacity(cfg.container.cache_size);
-    // Containers of processes already running (the CRI runtimes also list theirs).
+    // Containers of processes already running (the CRI runtimes also list theirs). Their
+    // events are held like a new container's until the answer (or the timeout), so that an
+    // exec into a pod that predates the detector is judged with its metadata.
     let running: BTreeSet<String> = pipeline
         .tracker
         .table
@@ -286,6 +291,7 @@ pub async fn run(cfg: DetectorConfig) -> anyhow::Result<()> {
         .collect();
     for id in running {
         if pipeline.containers.should_ask(&id) {
+            holds.start(&id, Instant::now());
             lookups.ask(id);
         }
     }

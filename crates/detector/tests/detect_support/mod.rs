@@ -162,6 +162,14 @@ impl Detector {
         let end = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                if !status.success() {
+                    // The reader thread sees the last lines at EOF: give it a moment.
+                    std::thread::sleep(Duration::from_millis(200));
+                    eprintln!(
+                        "aerie-detector exited with {status} after SIGINT; its log:\n{}",
+                        self.stderr.lock().unwrap().join("\n")
+                    );
+                }
                 return status.success();
             }
             if Instant::now() > end {
