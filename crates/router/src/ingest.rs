@@ -2,8 +2,13 @@
 //!
 //! - `POST /`          one Falco JSON alert
 //! - `POST /v1/alerts` a batch: JSON array or NDJSON (all or nothing)
-//! - `POST /test`      a test alert through the routes (skips min_priority, dedup, rate limits)
-//! - `GET /healthz`, `GET /readyz`, `GET /metrics`
+//! - `POST /test`      a test alert to every output (only through the routes with
+//!   `test_alert: {routed: true}`); skips min_priority, dedup, rate limits
+//! - `GET /ping` (`pong`, as falcosidekick), `GET /healthz` (`{"status":"ok"}`),
+//!   `GET /readyz`, `GET /metrics`
+//!
+//! An alert without `output` is accepted; the text is built from its other keys
+//! ([`crate::falco_output`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -39,7 +44,8 @@ pub fn http(app: Arc<App>) -> Http {
         .route("/", post(post_one))
         .route("/v1/alerts", post(post_batch))
         .route("/test", post(post_test))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/ping", get(|| async { "pong\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
@@ -251,6 +257,18 @@ async fn accept(
             r
         }
     }
+}
+
+/// Liveness, as falcosidekick answers it: the process serves HTTP.
+async fn healthz() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Bytes::from_static(br#"{"status":"ok"}"#),
+    )
+        .into_response()
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
