@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use crate::falco_output;
 use crate::queue::{AcceptError, Envelope, QueueSet};
 use crate::routing::Router;
 use crate::shared::Core;
@@ -100,7 +101,11 @@ async fn post_one(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
 pub(crate) async fn ingest_one(app: &App, body: &[u8]) -> Response {
     let start = Instant::now();
     match decode_alert(body) {
-        Ok(alert) => accept(app, std::iter::once(alert), Some(body), false, start).await,
+        Ok(mut alert) => {
+            // A built output is not in the received JSON: store the alert as decoded then.
+            let json = (!falco_output::fill_missing(&mut alert)).then_some(body);
+            accept(app, std::iter::once(alert), json, false, start).await
+        }
         Err(e) => {
             app.core.metrics.requests_bad.fetch_add(1, Relaxed);
             app.core.metrics.alerts_rejected.fetch_add(1, Relaxed);
@@ -133,7 +138,10 @@ async fn post_batch(State(app): State<Arc<App>>, body: Result<Bytes, BytesReject
     let mut errors = Vec::new();
     for item in items {
         match item {
-            Ok(a) => alerts.push(a),
+            Ok(mut a) => {
+                falco_output::fill_missing(&mut a);
+                alerts.push(a);
+            }
             Err(e) => errors.push(e),
         }
     }

@@ -40,3 +40,58 @@ async fn ping_and_healthz_answer_like_falcosidekick_without_a_token() {
     assert_eq!(post(r.addr, "/", FALCO_DOC_ALERT).await.0, 401);
     r.shutdown().await.unwrap();
 }
+
+/// A Falco alert as sent with `json_include_output_property: false`.
+fn alert_without_output(rule: &str) -> Value {
+    json!({"hostname":"node-1","priority":"Critical","rule":rule,"source":"syscall",
+           "tags":["container"],"time":"2023-05-25T13:44:05.478445995Z",
+           "output_fields":{"evt.time":1685022245478445995u64,"proc.name":"sh",
+                            "k8s.ns.name":"default","fd.name":null}})
+}
+
+#[tokio::test]
+async fn an_alert_without_output_is_accepted_and_rendered() {
+    let slack = Receiver::start(Api::Slack).await;
+    let dir = temp_dir("parity-no-output");
+    let file = dir.join("alerts.jsonl");
+    // Through the durable queue, which stores single alerts as received.
+    let r = start_router(&format!(
+        "templates_dir: {}\nqueue: {{ dir: {} }}\noutputs:\n  - {{name: archive, type: file, path: {}}}\n  - {{name: slack, type: slack, webhook_url: {}}}\n",
+        templates_dir(),
+        dir.join("queue").display(),
+        file.display(),
+        slack.url()
+    ))
+    .await;
+
+    let (s, b, _) = post(r.addr, "/", alert_without_output("Shell one").to_string()).await;
+    assert_eq!((s, &b), (200, &json!({"accepted": 1})));
+    let batch = format!("{}\n", alert_without_output("Shell two"));
+    let (s, b, _) = post(r.addr, "/v1/alerts", batch).await;
+    assert_eq!((s, &b), (200, &json!({"accepted": 1})));
+    // An alert that carries `output` keeps it as sent.
+    assert_eq!(post(r.addr, "/", FALCO_DOC_ALERT).await.0, 200);
+
+    let lines = wait_lines(&file, 3).await;
+    for (line, rule) in lines.iter().zip(["Shell one", "Shell two"]) {
+        assert_eq!(line["rule"], rule);
+        assert_eq!(
+            line["output"],
+            format!(
+                "13:44:05.478445995: Critical {rule} (fd.name=<NA> k8s.ns.name=default proc.name=sh)"
+            ),
+            "{line}"
+        );
+    }
+    let doc: Value = serde_json::from_str(FALCO_DOC_ALERT).unwrap();
+    assert_eq!(lines[2], doc);
+
+    let got = slack.wait_for(3).await;
+    let text = got[0].body.escape_ascii().to_string();
+    assert!(
+        text.contains("Critical Shell one (fd.name=&lt;NA&gt; k8s.ns.name=default proc.name=sh)"),
+        "{text}"
+    );
+    assert!(slack.violations().is_empty(), "{:?}", slack.violations());
+    r.shutdown().await.unwrap();
+}
