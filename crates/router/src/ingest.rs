@@ -199,7 +199,11 @@ async fn accept(
     let mut unmatched = 0u64;
     let mut no_output = 0u64;
     for alert in alerts {
-        let routed = app.router.route(&alert, test);
+        let routed = if test {
+            app.router.route_test(&alert)
+        } else {
+            app.router.route(&alert, false)
+        };
         unmatched += routed.unmatched as u64;
         for &o in &routed.below_min_priority {
             m.output(o as usize)

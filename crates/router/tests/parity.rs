@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use common::*;
 use serde_json::{Value, json};
 
@@ -94,4 +96,87 @@ async fn an_alert_without_output_is_accepted_and_rendered() {
     );
     assert!(slack.violations().is_empty(), "{:?}", slack.violations());
     r.shutdown().await.unwrap();
+}
+
+/// Slack and PagerDuty behind routes that a test alert (`Test rule`, Debug) does not match.
+fn routed_yaml(slack: &Receiver, pd: &Receiver, file: &std::path::Path, extra: &str) -> String {
+    format!(
+        r#"
+templates_dir: {tpl}
+outputs:
+  - name: slack
+    type: slack
+    webhook_url: {slack}
+  - name: pagerduty
+    type: pagerduty
+    routing_key: {rk}
+    url: {pd}
+    min_priority: critical
+  - name: archive
+    type: file
+    path: {file}
+routes:
+  - match: {{ rule: "Terminal shell*" }}
+    outputs: [slack, pagerduty]
+  - match: {{ priority: ">= warning" }}
+    outputs: [archive]
+{extra}"#,
+        tpl = templates_dir(),
+        slack = slack.url(),
+        rk = ROUTING_KEY,
+        pd = pd.url(),
+        file = file.display(),
+    )
+}
+
+#[tokio::test]
+async fn test_alert_reaches_slack_and_pagerduty_with_a_routed_config() {
+    let (slack, pd) = (
+        Receiver::start(Api::Slack).await,
+        Receiver::start(Api::PagerDuty).await,
+    );
+    let dir = temp_dir("parity-test-all");
+    let file = dir.join("archive.jsonl");
+    let r = start_router(&routed_yaml(&slack, &pd, &file, "")).await;
+    let (s, b, _) = post(r.addr, "/test", "").await;
+    assert_eq!((s, &b), (200, &json!({"accepted": 1})));
+
+    let got = slack.wait_for(1).await;
+    assert!(got[0].body.escape_ascii().to_string().contains("Test rule"));
+    let got = pd.wait_for(1).await;
+    let summary = got[0].json()["payload"]["summary"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(summary.contains("Test rule"), "{summary}");
+    assert_eq!(wait_lines(&file, 1).await[0]["rule"], "Test rule");
+    assert!(slack.violations().is_empty() && pd.violations().is_empty());
+    r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn test_alert_follows_the_routes_with_test_alert_routed() {
+    let (slack, pd) = (
+        Receiver::start(Api::Slack).await,
+        Receiver::start(Api::PagerDuty).await,
+    );
+    let dir = temp_dir("parity-test-routed");
+    let file = dir.join("archive.jsonl");
+    let r = start_router(&routed_yaml(
+        &slack,
+        &pd,
+        &file,
+        "test_alert: { routed: true }\n",
+    ))
+    .await;
+    assert_eq!(post(r.addr, "/test", "").await.0, 200);
+    // Routing happens before the 200: the test alert matched no route and was queued nowhere.
+    let m = &r.core.metrics;
+    assert_eq!(m.alerts_no_output.load(Relaxed), 1);
+    for o in 0..3 {
+        assert_eq!(m.output(o).queued.load(Relaxed), 0, "output {o}");
+    }
+    r.shutdown().await.unwrap();
+    assert!(slack.accepted().is_empty() && pd.accepted().is_empty());
+    assert!(read_lines(&file).is_empty());
 }
