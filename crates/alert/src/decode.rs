@@ -182,6 +182,11 @@ mod tests {
         assert!(a.tags.is_empty());
         assert_eq!(a.hostname, "");
         assert_eq!(a.priority, Priority::Informational);
+
+        // Falco with `json_include_output_property: false` leaves `output` out.
+        let a = decode_alert(br#"{"priority":"info","rule":"r","time":"2023-05-25T13:44:05Z"}"#)
+            .unwrap();
+        assert_eq!(a.output, "");
     }
 
     #[test]

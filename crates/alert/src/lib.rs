@@ -31,7 +31,9 @@ pub struct Alert {
     /// Node that raised the alert. Falco before 0.31 did not send it.
     #[serde(default)]
     pub hostname: String,
-    /// Rendered output text, prefixed with the clock time and priority.
+    /// Rendered output text, prefixed with the clock time and priority. Empty when the sender
+    /// left it out (Falco with `json_include_output_property: false`); the router builds it.
+    #[serde(default)]
     pub output: String,
     /// Typed values of every field the output names; `null` where a value could not be extracted.
     #[serde(default)]

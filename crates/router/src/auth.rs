@@ -67,9 +67,11 @@ impl BearerAuth {
         })
     }
 
-    /// Probes stay open; `/metrics` unless `protect_metrics`; everything else needs the token.
+    /// Probes (falcosidekick's `/ping` too) stay open; `/metrics` unless `protect_metrics`;
+    /// everything else needs the token.
     pub fn is_open(&self, path: &str) -> bool {
-        matches!(path, "/healthz" | "/readyz") || (path == "/metrics" && !self.protect_metrics)
+        matches!(path, "/healthz" | "/readyz" | "/ping")
+            || (path == "/metrics" && !self.protect_metrics)
     }
 
     pub fn check(&self, authorization: Option<&HeaderValue>) -> Result<(), Refusal> {
@@ -213,6 +215,7 @@ mod tests {
     fn probes_open_metrics_configurable() {
         let mut a = auth();
         assert!(a.is_open("/healthz") && a.is_open("/readyz") && a.is_open("/metrics"));
+        assert!(a.is_open("/ping"));
         assert!(!a.is_open("/") && !a.is_open("/v1/alerts") && !a.is_open("/test"));
         a.protect_metrics = true;
         assert!(!a.is_open("/metrics"));

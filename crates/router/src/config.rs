@@ -52,6 +52,15 @@ struct RawConfig {
     request_timeout: Option<String>,
     auth: Option<RawAuth>,
     tls: Option<RawServerTls>,
+    test_alert: Option<RawTestAlert>,
+}
+
+/// `POST /test` as written (`test_alert:`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTestAlert {
+    #[serde(default)]
+    routed: bool,
 }
 
 /// Ingest authentication as written (`auth:`).
@@ -174,6 +183,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Serve ingest over TLS (and require client certificates when a client CA is set).
     pub server_tls: Option<ServerTlsConfig>,
+    /// `test_alert.routed`: `POST /test` goes through the routes like any alert. Unset (the
+    /// default, as in falcosidekick): the test alert goes to every output.
+    pub test_alert_routed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -604,6 +616,7 @@ impl Builder<'_> {
             request_timeout,
             auth,
             server_tls,
+            test_alert_routed: raw.test_alert.as_ref().is_some_and(|t| t.routed),
         })
     }
 

@@ -2,8 +2,13 @@
 //!
 //! - `POST /`          one Falco JSON alert
 //! - `POST /v1/alerts` a batch: JSON array or NDJSON (all or nothing)
-//! - `POST /test`      a test alert through the routes (skips min_priority, dedup, rate limits)
-//! - `GET /healthz`, `GET /readyz`, `GET /metrics`
+//! - `POST /test`      a test alert to every output (only through the routes with
+//!   `test_alert: {routed: true}`); skips min_priority, dedup, rate limits
+//! - `GET /ping` (`pong`, as falcosidekick), `GET /healthz` (`{"status":"ok"}`),
+//!   `GET /readyz`, `GET /metrics`
+//!
+//! An alert without `output` is accepted; the text is built from its other keys
+//! ([`crate::falco_output`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use crate::falco_output;
 use crate::queue::{AcceptError, Envelope, QueueSet};
 use crate::routing::Router;
 use crate::shared::Core;
@@ -39,7 +45,8 @@ pub fn http(app: Arc<App>) -> Http {
         .route("/", post(post_one))
         .route("/v1/alerts", post(post_batch))
         .route("/test", post(post_test))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/ping", get(|| async { "pong\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
@@ -94,7 +101,11 @@ async fn post_one(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
 pub(crate) async fn ingest_one(app: &App, body: &[u8]) -> Response {
     let start = Instant::now();
     match decode_alert(body) {
-        Ok(alert) => accept(app, std::iter::once(alert), Some(body), false, start).await,
+        Ok(mut alert) => {
+            // A built output is not in the received JSON: store the alert as decoded then.
+            let json = (!falco_output::fill_missing(&mut alert)).then_some(body);
+            accept(app, std::iter::once(alert), json, false, start).await
+        }
         Err(e) => {
             app.core.metrics.requests_bad.fetch_add(1, Relaxed);
             app.core.metrics.alerts_rejected.fetch_add(1, Relaxed);
@@ -127,7 +138,10 @@ async fn post_batch(State(app): State<Arc<App>>, body: Result<Bytes, BytesReject
     let mut errors = Vec::new();
     for item in items {
         match item {
-            Ok(a) => alerts.push(a),
+            Ok(mut a) => {
+                falco_output::fill_missing(&mut a);
+                alerts.push(a);
+            }
             Err(e) => errors.push(e),
         }
     }
@@ -185,7 +199,11 @@ async fn accept(
     let mut unmatched = 0u64;
     let mut no_output = 0u64;
     for alert in alerts {
-        let routed = app.router.route(&alert, test);
+        let routed = if test {
+            app.router.route_test(&alert)
+        } else {
+            app.router.route(&alert, false)
+        };
         unmatched += routed.unmatched as u64;
         for &o in &routed.below_min_priority {
             m.output(o as usize)
@@ -251,6 +269,18 @@ async fn accept(
             r
         }
     }
+}
+
+/// Liveness, as falcosidekick answers it: the process serves HTTP.
+async fn healthz() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Bytes::from_static(br#"{"status":"ok"}"#),
+    )
+        .into_response()
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {

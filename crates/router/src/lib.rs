@@ -18,6 +18,7 @@ pub mod delivery;
 pub mod durable;
 pub mod duration;
 pub mod envelope;
+pub mod falco_output;
 pub mod ingest;
 pub mod matcher;
 pub mod metrics;

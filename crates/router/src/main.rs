@@ -114,9 +114,10 @@ fn routes_test(path: &Path, alert: &Path) -> anyhow::Result<()> {
     for item in
         aerie_alert::decode_batch(&body).map_err(|e| anyhow::anyhow!("{}: {e}", alert.display()))?
     {
-        let a = item.map_err(|e| {
+        let mut a = item.map_err(|e| {
             anyhow::anyhow!("{}: alert #{}: {e}", alert.display(), e.index.unwrap_or(0))
         })?;
+        aerie_router::falco_output::fill_missing(&mut a);
         alerts.push(a);
     }
     if alerts.is_empty() {

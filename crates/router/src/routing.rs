@@ -35,6 +35,8 @@ pub struct Router {
     routes: Vec<(Option<Matcher>, Vec<u16>, bool)>,
     defaults: Vec<u16>,
     min_priority: Vec<Priority>,
+    /// `test_alert.routed`: the test alert is routed like any other.
+    test_routed: bool,
 }
 
 impl Router {
@@ -56,7 +58,26 @@ impl Router {
             routes,
             defaults: cfg.default_outputs.iter().map(|&o| o as u16).collect(),
             min_priority: cfg.outputs.iter().map(|o| o.min_priority).collect(),
+            test_routed: cfg.test_alert_routed,
         })
+    }
+
+    /// Route the test alert of `POST /test`: to every output (on the default route, past each
+    /// `min_priority`), as falcosidekick does, unless `test_alert.routed` sends it through the
+    /// routes.
+    pub fn route_test(&self, a: &Alert) -> Routed {
+        if self.test_routed {
+            return self.route(a, true);
+        }
+        Routed {
+            targets: (0..self.min_priority.len() as u16)
+                .map(|output| Target {
+                    output,
+                    route: DEFAULT_ROUTE,
+                })
+                .collect(),
+            ..Routed::default()
+        }
     }
 
     /// Route one alert. Each output appears once, with the first route that reached it.
@@ -294,5 +315,23 @@ mod tests {
             (Cmp::Eq, Priority::Informational)
         );
         assert!(parse_priority_cmp(">= urgent").is_err());
+    }
+
+    #[test]
+    fn test_alert_reaches_every_output_unless_routed() {
+        let routes = "routes:\n  - match: { rule: \"Shell\" }\n    outputs: [pd]\n";
+        let (c, r) = router(&format!("{OUTPUTS}{routes}"));
+        let test = alert("Debug", "Test rule", "aerie", &["test"]);
+        let all = r.route_test(&test);
+        assert_eq!(names(&c, &all), ["pd", "slack", "archive", "fallback"]);
+        assert!(all.below_min_priority.is_empty());
+
+        // Routed: the test alert matches no route and there are no default outputs.
+        let (c, r) = router(&format!(
+            "{OUTPUTS}{routes}test_alert: {{ routed: true }}\n"
+        ));
+        assert!(names(&c, &r.route_test(&test)).is_empty());
+        let shell = alert("Debug", "Shell", "aerie", &["test"]);
+        assert_eq!(names(&c, &r.route_test(&shell)), ["pd"]);
     }
 }
