@@ -266,50 +266,58 @@ impl Collection {
 
     /// Define a list, replacing an earlier one of the same name in its place.
     fn define_list(&mut self, info: ListInfo) {
-        match self.list_mut(&info.name) {
-            Some(prev) => {
-                let index = prev.index;
-                *prev = ListInfo { index, ..info };
-            }
-            None => {
-                self.list_pos.insert(info.name.clone(), self.lists.len());
-                self.lists.push(info);
-            }
-        }
+        define(&mut self.lists, &mut self.list_pos, info);
     }
 
     /// Define a macro, replacing an earlier one of the same name in its place.
     fn define_macro(&mut self, info: MacroInfo) {
-        match self.macro_mut(&info.name) {
-            Some(prev) => {
-                let index = prev.index;
-                *prev = MacroInfo { index, ..info };
-            }
-            None => {
-                self.macro_pos.insert(info.name.clone(), self.macros.len());
-                self.macros.push(info);
-            }
-        }
+        define(&mut self.macros, &mut self.macro_pos, info);
     }
 
     /// Define a rule, replacing an earlier one of the same name in its place.
     fn define_rule(&mut self, info: RuleInfo) {
-        match self.rule_mut(&info.name) {
-            Some(prev) => {
-                let index = prev.index;
-                *prev = RuleInfo { index, ..info };
-            }
-            None => {
-                self.rule_pos.insert(info.name.clone(), self.rules.len());
-                self.rules.push(info);
-            }
-        }
+        define(&mut self.rules, &mut self.rule_pos, info);
     }
 
     fn bump(&mut self) -> usize {
         let i = self.next_index;
         self.next_index += 1;
         i
+    }
+}
+
+/// A list, macro or rule: named, at a definition index.
+trait Item {
+    fn name(&self) -> &str;
+    fn index_mut(&mut self) -> &mut usize;
+}
+
+macro_rules! item {
+    ($($t:ty),*) => {$(
+        impl Item for $t {
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn index_mut(&mut self) -> &mut usize {
+                &mut self.index
+            }
+        }
+    )*};
+}
+item!(ListInfo, MacroInfo, RuleInfo);
+
+/// Falco's redefinition: a later item of the same name replaces the earlier one but keeps
+/// its place (its definition index); a new name is appended and indexed.
+fn define<T: Item>(items: &mut Vec<T>, pos: &mut HashMap<String, usize>, mut info: T) {
+    match pos.get(info.name()) {
+        Some(&i) => {
+            *info.index_mut() = *items[i].index_mut();
+            items[i] = info;
+        }
+        None => {
+            pos.insert(info.name().to_owned(), items.len());
+            items.push(info);
+        }
     }
 }
 
