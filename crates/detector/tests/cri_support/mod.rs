@@ -591,7 +591,8 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command, ready: Option<&'static str>) -> Proc {
+    /// Spawn `cmd`; with `ready`, wait up to 90 s for a stderr line containing it.
+    pub fn spawn(mut cmd: Command, ready: Option<&'static str>) -> Proc {
         let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
