@@ -11,7 +11,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use sha2::Sha256;
 
-use crate::delivery::DeliveryError;
+use crate::delivery::{DeliveryError, Message};
 use crate::outputs::common::{OpenContext, Secret};
 use crate::text::truncate_chars;
 
@@ -28,6 +28,20 @@ pub fn client(ctx: &OpenContext<'_>) -> anyhow::Result<reqwest::Client> {
         proxy: ctx.proxy,
         tls: ctx.tls,
     })?)
+}
+
+/// POST each message's body in turn: outputs that take one alert per request (Slack,
+/// PagerDuty). The first failure ends the batch; the worker retries from there.
+pub async fn post_each(
+    client: &reqwest::Client,
+    url: &Secret,
+    headers: &HeaderMap,
+    batch: &[Message],
+) -> Result<(), DeliveryError> {
+    for m in batch {
+        send(client, &Method::POST, url, headers.clone(), &m.body).await?;
+    }
+    Ok(())
 }
 
 /// One request; the answer classified for the worker's retry loop.

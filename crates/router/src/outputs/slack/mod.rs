@@ -3,7 +3,6 @@
 
 pub mod payload;
 
-use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
@@ -86,16 +85,6 @@ impl Output for Sink {
     }
 
     async fn deliver(&mut self, batch: &[Message]) -> Result<(), DeliveryError> {
-        for m in batch {
-            http::send(
-                &self.client,
-                &Method::POST,
-                &self.url,
-                self.headers.clone(),
-                &m.body,
-            )
-            .await?;
-        }
-        Ok(())
+        http::post_each(&self.client, &self.url, &self.headers, batch).await
     }
 }
