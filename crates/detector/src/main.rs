@@ -94,9 +94,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("AERIE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Logs go to stderr: stdout carries alert JSON lines.
+    // Logs go to stderr: stdout carries alert JSON lines. Colour only on a terminal, so that
+    // log files and collectors get plain timestamped lines.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -55,8 +55,10 @@ enum RoutesCmd {
 }
 
 fn main() -> ExitCode {
+    // Colour only on a terminal: log files and collectors get plain timestamped lines.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AERIE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

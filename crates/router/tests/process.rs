@@ -366,3 +366,44 @@ fn a_failed_file_flush_acknowledges_nothing_and_the_restart_writes_it_all() {
     signal(&child, "TERM");
     assert!(child.wait().unwrap().success());
 }
+
+/// Logs written to a pipe or a file carry no terminal colour codes, and each line starts with
+/// its timestamp (they were coloured whatever stderr was).
+#[test]
+fn logs_to_a_pipe_are_plain_timestamped_lines() {
+    let dir = temp_dir("plain-logs");
+    let port = free_port();
+    let cfg = dir.join("router.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{port}\noutputs:\n  - {{name: a, type: file, path: {}}}\n",
+            dir.join("alerts.jsonl").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aerie-router"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_healthy(port, &mut child);
+    signal(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the router logged nothing");
+    assert!(!log.contains('\x1b'), "colour codes in a piped log:\n{log}");
+    for l in lines
+        .iter()
+        .filter(|l| l.contains(" INFO ") || l.contains(" WARN "))
+    {
+        let b = l.as_bytes();
+        assert!(
+            b.len() > 20 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[10] == b'T',
+            "not a timestamped line: {l}"
+        );
+    }
+}

@@ -271,6 +271,9 @@ impl Failures {
         let ids = program_ids(&log);
         let clean = d.stop();
         let mut f = self.0;
+        if log.contains('\x1b') {
+            f.push("terminal colour codes in the detector's piped log".into());
+        }
         if !clean {
             f.push("aerie-detector did not exit cleanly on SIGINT".into());
         }
