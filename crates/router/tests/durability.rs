@@ -41,7 +41,7 @@ impl Stall {
     }
 }
 
-use common::{read_lines, temp_dir};
+use common::{read_lines, small_tmpfs, temp_dir};
 
 /// A webhook receiver that answers 500 while `up` is false and records every accepted body.
 #[derive(Clone, Default)]
@@ -359,32 +359,11 @@ async fn webhook_500s_then_recovers_in_order_while_file_keeps_flowing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_answers_503_and_recovers_without_losing_acknowledged_alerts() {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let is_root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !is_root {
-        assert!(!ci, "CI must run this test as root (it mounts a tmpfs)");
-        println!("NOTICE: not root; skipping the small-disk test");
-        return;
-    }
     let dir = temp_dir("durability-disk");
     let qdir = dir.join("queue");
-    std::fs::create_dir_all(&qdir).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&qdir)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "mount tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(qdir.clone());
+    let Some(_tmpfs) = small_tmpfs(&qdir, "4m", "the small-disk test") else {
+        return;
+    };
 
     let (hook, url) = Hook::start(false).await;
     // max_bytes above the filesystem's size: the disk fills first (ENOSPC).

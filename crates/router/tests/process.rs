@@ -5,7 +5,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{read_lines, temp_dir};
+use common::{read_lines, small_tmpfs, temp_dir};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -259,32 +259,11 @@ fn sigterm_with_an_output_that_cannot_drain_exits_0_and_keeps_the_alert() {
 #[test]
 fn a_failed_file_flush_acknowledges_nothing_and_the_restart_writes_it_all() {
     use std::io::{BufRead, BufReader};
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let is_root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !is_root {
-        assert!(!ci, "CI must run this test as root (it mounts a tmpfs)");
-        println!("NOTICE: not root; skipping the full-disk file output test");
-        return;
-    }
     let dir = temp_dir("process-flush-enospc");
     let out_dir = dir.join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&out_dir)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "mount tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(out_dir.clone());
+    let Some(_tmpfs) = small_tmpfs(&out_dir, "256k", "the full-disk file output test") else {
+        return;
+    };
     // Leave a few KiB: the first flush of the batch below stops partway.
     let filler = out_dir.join("filler");
     std::fs::write(&filler, vec![0u8; 248 << 10]).unwrap();

@@ -30,6 +30,16 @@ pub fn client(ctx: &OpenContext<'_>) -> anyhow::Result<reqwest::Client> {
     })?)
 }
 
+/// `Content-Type: application/json`, the headers of the JSON APIs (Slack, PagerDuty).
+pub fn json_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static("application/json"),
+    );
+    headers
+}
+
 /// POST each message's body in turn: outputs that take one alert per request (Slack,
 /// PagerDuty). The first failure ends the batch; the worker retries from there.
 pub async fn post_each(

@@ -363,6 +363,43 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// A tmpfs of `size` (e.g. `256k`) mounted on `dir`, unmounted when dropped; `None` (the
+/// caller skips, with `what` in the notice) when not root, which CI=true turns into a failure.
+pub fn small_tmpfs(dir: &std::path::Path, size: &str, what: &str) -> Option<Tmpfs> {
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !is_root {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI must run this test as root (it mounts a tmpfs)"
+        );
+        println!("NOTICE: not root; skipping {what}");
+        return None;
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs on {}", dir.display());
+    Some(Tmpfs(dir.to_path_buf()))
+}
+
+/// A mounted tmpfs; lazily unmounted on drop.
+pub struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
 /// Start a router from YAML on 127.0.0.1:<any port>.
 pub async fn start_router(yaml: &str) -> aerie_router::server::Running {
     let cfg =

@@ -3,7 +3,7 @@
 
 pub mod payload;
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
 use crate::delivery::{BodyContext, DeliveryError, Escape, Message, Output};
@@ -65,12 +65,10 @@ pub struct Sink {
 
 impl Settings {
     pub fn open(&self, ctx: &OpenContext<'_>) -> anyhow::Result<Sink> {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(Sink {
             client: http::client(ctx)?,
             url: self.url.clone(),
-            headers,
+            headers: http::json_headers(),
         })
     }
 }
